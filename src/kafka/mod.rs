@@ -1,0 +1,3 @@
+//! Everything that talks to Kafka through librdkafka: client settings, admin, producer, consumer.
+
+pub mod admin;

@@ -1,0 +1,7 @@
+//! macklake: moves lines between local files and Apache Kafka, Kafka Connect style.
+//!
+//! The binary (`src/main.rs`) is only the command line; everything it does lives here so that
+//! tests and benchmarks use the same code. See ARCHITECTURE.md for the map.
+
+pub mod cluster;
+pub mod kafka;

@@ -1,0 +1,223 @@
+//! The `macklake` command line. Parsing and printing only; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use macklake::cluster::{self, Member, Mode, Progress, UpOptions, UpOutcome};
+
+#[derive(Parser)]
+#[command(name = "macklake", version, about = "Moves lines between local files and Apache Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy and operate a local, replicated Apache Kafka cluster (for the demo, tests, development).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Args)]
+struct DirArg {
+    /// The cluster directory: its config, data, logs and pid files.
+    #[arg(long, env = "MACKLAKE_CLUSTER_DIR", default_value = ".macklake/cluster")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start every node that is not running and wait until all brokers are in the metadata.
+    Up {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Number of Kafka nodes [default: 3, or what the existing cluster has].
+        #[arg(long)]
+        nodes: Option<u32>,
+        /// First client port; node n listens on P+n-1, its controller on P+100+n-1 [default: 9092].
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// kraft (Kafka 4, combined broker+controller nodes) or zookeeper (Kafka 3.9 + ensemble).
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
+        /// An unpacked Kafka distribution (or package-manager install) to take the jars from.
+        #[arg(long, env = "KAFKA_HOME")]
+        kafka_home: Option<PathBuf>,
+        /// JVM heap per node.
+        #[arg(long, default_value = "512m")]
+        heap: String,
+        /// How long to wait for the cluster to be ready.
+        #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Show each node: ports, pid, alive, in metadata, and the active controller. Exit 0 only if all are up.
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Stop every node (SIGTERM, wait, then SIGKILL).
+    Down {
+        #[command(flatten)]
+        dir: DirArg,
+        /// How long nodes get to shut down cleanly before SIGKILL.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Stop one node hard (SIGKILL), for fault tests. NODE: 2, node-2, or zk-2 in ZooKeeper mode.
+    Kill {
+        node: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Start one stopped node again and wait until it is back.
+    Start {
+        node: String,
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Print the bootstrap servers (for scripts: `export MACKLAKE_BOOTSTRAP=$(macklake cluster bootstrap)`).
+    Bootstrap {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Cluster { command } => run_cluster(command),
+    }
+}
+
+fn parse_member(text: &str) -> Result<Member> {
+    match Member::parse(text) {
+        Some(m) => Ok(m),
+        None => bail!("{text:?} is not a node: give its number (2), node-2, or zk-2 for a ZooKeeper server"),
+    }
+}
+
+fn run_cluster(command: ClusterCommand) -> Result<ExitCode> {
+    match command {
+        ClusterCommand::Up { dir, nodes, base_port, mode, kafka_home, heap, timeout } => {
+            let opts = UpOptions { dir: dir.dir, nodes, base_port, mode, kafka_home, heap, timeout };
+            let started = std::time::Instant::now();
+            let progress = Progress::new();
+            let (layout, outcome) = cluster::up(&opts, &progress)?;
+            progress.finish();
+            let m = &layout.manifest;
+            match outcome {
+                UpOutcome::AlreadyRunning => println!(
+                    "the {}-node {} cluster in {} is already running (Kafka {})",
+                    m.nodes,
+                    m.mode.name(),
+                    layout.dir.display(),
+                    m.kafka_version
+                ),
+                UpOutcome::Started => println!(
+                    "{}-node {} cluster up in {:.1}s (Kafka {}, cluster id {}, data in {})",
+                    m.nodes,
+                    m.mode.name(),
+                    started.elapsed().as_secs_f64(),
+                    m.kafka_version,
+                    m.cluster_id,
+                    layout.dir.display()
+                ),
+            }
+            println!("bootstrap servers: {}", layout.bootstrap());
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Status { dir } => {
+            let status = cluster::status(&dir.dir)?;
+            print_status(&status);
+            Ok(if status.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        ClusterCommand::Down { dir, timeout } => {
+            let killed = cluster::down(&dir.dir, timeout)?;
+            for (member, pid) in &killed {
+                println!(
+                    "{member} (pid {pid}) did not stop within {}; killed",
+                    humantime::format_duration(timeout)
+                );
+            }
+            println!("cluster in {} is down", dir.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Kill { node, dir } => {
+            let member = parse_member(&node)?;
+            match cluster::kill(&dir.dir, member)? {
+                Some(pid) => println!("killed {member} (pid {pid})"),
+                None => println!("{member} was not running"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Start { node, dir, timeout } => {
+            let member = parse_member(&node)?;
+            let progress = Progress::new();
+            let started = cluster::start(&dir.dir, member, timeout, &progress)
+                .with_context(|| format!("starting {member}"))?;
+            progress.finish();
+            println!("{member} {}", if started { "is back" } else { "was already running" });
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Bootstrap { dir } => {
+            let layout = cluster::Layout::load(&dir.dir)?
+                .with_context(|| format!("no cluster has been set up in {}", dir.dir.display()))?;
+            println!("{}", layout.bootstrap());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_status(status: &cluster::Status) {
+    let l = &status.layout;
+    let m = &l.manifest;
+    println!(
+        "{} cluster in {} (Kafka {}, cluster id {})",
+        m.mode.name(),
+        l.dir.display(),
+        m.kafka_version,
+        m.cluster_id
+    );
+    println!("{:<12} {:<32} {:>8}  {:<5}  {:<8}", "MEMBER", "PORTS", "PID", "ALIVE", "METADATA");
+    for s in &status.members {
+        let ports = s.ports.iter().map(|(p, what)| format!("{p} {what}")).collect::<Vec<_>>().join(", ");
+        let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let alive = if s.pid.is_some() && s.listening { "yes" } else { "no" };
+        let metadata = match s.member {
+            Member::Node(_) if s.registered => "yes",
+            Member::Node(_) => "no",
+            Member::ZooKeeper(_) => "-",
+        };
+        println!("{:<12} {:<32} {:>8}  {:<5}  {:<8}", s.member.to_string(), ports, pid, alive, metadata);
+    }
+    match status.controller {
+        Some(id) => println!("active controller: node {id}"),
+        None => println!("active controller: none answered"),
+    }
+    println!("bootstrap servers: {}", l.bootstrap());
+    if status.healthy() {
+        println!("all {} members up", status.members.len());
+    } else {
+        let down = status.members.iter().filter(|s| !s.up()).count();
+        println!("{down} of {} members down", status.members.len());
+    }
+}
