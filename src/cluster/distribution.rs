@@ -185,9 +185,14 @@ mod tests {
         assert!(pinned_version(Mode::Kraft).starts_with("4."), "KRaft mode runs the Kafka 4 line");
         assert!(pinned_version(Mode::Zookeeper).starts_with("3.9."), "ZooKeeper mode needs Kafka 3.9.x");
         assert!(pom_property(ZOOKEEPER_POM, "zookeeper.version").is_some());
-        // The version must not be repeated literally elsewhere in the POM.
         for mode in [Mode::Kraft, Mode::Zookeeper] {
+            // The version must not be repeated literally elsewhere in the POM.
             assert_eq!(pom(mode).matches(pinned_version(mode)).count(), 1);
+            // XML forbids "--" inside comments; Maven then refuses the whole POM.
+            for comment in pom(mode).split("<!--").skip(1) {
+                let body = comment.split("-->").next().unwrap_or_default();
+                assert!(!body.contains("--"), "{mode:?} POM comment holds \"--\": {body}");
+            }
         }
     }
 

@@ -1,0 +1,7 @@
+//! Integration tests: the real `macklake` binary against the real Kafka cluster that
+//! `scripts/test` starts (found through MACKLAKE_BOOTSTRAP and MACKLAKE_CLUSTER_DIR).
+//! One test binary, one harness (`support`), one module per feature.
+
+mod support;
+
+mod cluster;

@@ -1,0 +1,99 @@
+//! Kafka helpers for tests: topics, producing with acks=all, reading a topic to its end.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let results = runtime
+        .block_on(
+            admin
+                .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))),
+        )
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// Replica broker ids of each partition of `topic`.
+pub fn replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    md.topics()[0].partitions().iter().map(|p| p.replicas().to_vec()).collect()
+}
+
+/// Produces `values` with acks=all and idempotence, in order, to one partition; panics on any failure.
+pub fn produce_all(bootstrap: &str, topic: &str, partition: i32, values: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut pending = Vec::new();
+        for v in values {
+            let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(v.as_bytes());
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        }
+        for (i, delivery) in pending.into_iter().enumerate() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => panic!("record {i} was not acknowledged: {e}"),
+                Err(_) => panic!("record {i}: delivery future cancelled"),
+            }
+        }
+    });
+}
+
+/// Reads one partition from the beginning to its current end through `bootstrap` only.
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", super::unique("test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(20)).expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut next = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while next < high {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic}/{partition}: stuck at {next} of {high}"
+        );
+        if let Some(msg) = consumer.poll(Duration::from_millis(500)) {
+            let msg = msg.expect("consume");
+            next = msg.offset() + 1;
+            out.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+/// In-sync replica ids of each partition of `topic`.
+pub fn in_sync_replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    md.topics()[0].partitions().iter().map(|p| p.isr().to_vec()).collect()
+}
