@@ -4,4 +4,9 @@
 //! tests and benchmarks use the same code. See ARCHITECTURE.md for the map.
 
 pub mod cluster;
+pub mod config;
+pub mod daemon;
+pub mod fsutil;
 pub mod kafka;
+pub mod sink;
+pub mod source;

@@ -18,6 +18,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: every connector file in the config's connectors_dir, until SIGTERM/SIGINT.
+    Run {
+        /// The daemon config (example: config/macklake.toml).
+        #[arg(long, env = "MACKLAKE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the daemon config and every connector file without touching Kafka (exit 1 if any is invalid).
+    Check {
+        #[arg(long, env = "MACKLAKE_CONFIG")]
+        config: PathBuf,
+    },
     /// Deploy and operate a local, replicated Apache Kafka cluster (for the demo, tests, development).
     Cluster {
         #[command(subcommand)]
@@ -105,6 +116,24 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Cluster { command } => run_cluster(command),
+        Command::Run { config } => {
+            let config = macklake::config::DaemonConfig::load(&config)?;
+            macklake::daemon::init_logging(&config);
+            macklake::daemon::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let problems = macklake::daemon::check(&config);
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!("{}: valid, and every connector file with it", config.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
     }
 }
 

@@ -21,3 +21,72 @@ pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>, KafkaE
     ids.sort_unstable();
     Ok(ids)
 }
+
+/// What `ensure_topic` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicState {
+    Existed { partitions: usize },
+    Created,
+}
+
+/// Partition count of `topic`, or `None` if the cluster does not know it.
+pub fn topic_partitions(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<usize>, KafkaError> {
+    let consumer: BaseConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len()))
+}
+
+/// Creates `topic` if the cluster does not have it (partitions and replication -1 mean the broker's
+/// defaults), then waits until its metadata is visible.
+pub fn ensure_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: Option<i32>,
+    replication: Option<i32>,
+    topic_config: &std::collections::BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<TopicState, KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    if let Some(partitions) = topic_partitions(config, topic, timeout)? {
+        return Ok(TopicState::Existed { partitions });
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let mut new =
+        NewTopic::new(topic, partitions.unwrap_or(-1), TopicReplication::Fixed(replication.unwrap_or(-1)));
+    for (k, v) in topic_config {
+        new = new.set(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KafkaError::AdminOpCreation(format!("runtime: {e}")))?;
+    let results = runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(timeout))))?;
+    let mut created = true;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while topic_partitions(config, topic, timeout)?.is_none() {
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaError::AdminOp(RDKafkaErrorCode::RequestTimedOut));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(if created { TopicState::Created } else { TopicState::Existed { partitions: 0 } })
+}

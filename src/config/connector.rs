@@ -1,0 +1,458 @@
+//! Connector files: every `*.toml` in `connectors_dir` is one connector, `kind = "file-source"` or
+//! `kind = "file-sink"` with that kind's keys (examples in `connectors/`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::kafka_props::{self, KafkaProps};
+use super::{ConfigError, units};
+
+/// One connector, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorConfig {
+    /// The file it was read from (every report about the connector names it).
+    pub file: PathBuf,
+    pub name: String,
+    pub kind: ConnectorKind,
+    /// This connector's librdkafka overrides (on top of the daemon's).
+    pub kafka: KafkaProps,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorKind {
+    Source(SourceConfig),
+    Sink(SinkConfig),
+}
+
+impl ConnectorKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnectorKind::Source(_) => "file-source",
+            ConnectorKind::Sink(_) => "file-sink",
+        }
+    }
+}
+
+/// `kind = "file-source"`: follow files, produce each new line to a topic.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Absolute globs; a directory means every file in it.
+    pub paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub topic: TopicSpec,
+    #[serde(default)]
+    pub start_at: StartAt,
+    #[serde(default)]
+    pub key: KeyMode,
+    /// Longest line sent as one record; longer ones follow `long_lines`.
+    #[serde(default = "defaults::max_line_bytes", with = "units::size")]
+    pub max_line_bytes: u64,
+    #[serde(default)]
+    pub long_lines: LongLinePolicy,
+    /// How often the watched directories are listed again, in case a filesystem event was lost.
+    #[serde(default = "defaults::rescan_interval", with = "units::duration")]
+    pub rescan_interval: Duration,
+    /// How long an unterminated last line of a file that was rotated away waits before it is sent.
+    #[serde(default = "defaults::partial_line_timeout", with = "units::duration")]
+    pub partial_line_timeout: Duration,
+    /// How often acknowledged positions are written to the checkpoint file.
+    #[serde(default = "defaults::checkpoint_interval", with = "units::duration")]
+    pub checkpoint_interval: Duration,
+    /// Checkpoint entries of files not seen for this long are dropped.
+    #[serde(default = "defaults::forget_after", with = "units::duration")]
+    pub forget_after: Duration,
+    #[serde(default, rename = "kind")]
+    _kind: String,
+    #[serde(default, rename = "name")]
+    _name: String,
+    #[serde(default, rename = "kafka")]
+    _kafka: toml::Table,
+}
+
+/// `kind = "file-sink"`: consume topics into rotating files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub topics: Vec<String>,
+    /// Absolute directory; files go to `dir/TOPIC/TOPIC-PARTITION.log`.
+    pub dir: PathBuf,
+    #[serde(default = "defaults::rotate_bytes", with = "units::size")]
+    pub rotate_bytes: u64,
+    #[serde(default = "defaults::rotate_interval", with = "units::duration")]
+    pub rotate_interval: Duration,
+    #[serde(default)]
+    pub start_at: SinkStart,
+    #[serde(default)]
+    pub format: SinkFormat,
+    /// How often written data is fsynced and its offsets committed.
+    #[serde(default = "defaults::commit_interval", with = "units::duration")]
+    pub commit_interval: Duration,
+    #[serde(default, rename = "kind")]
+    _kind: String,
+    #[serde(default, rename = "name")]
+    _name: String,
+    #[serde(default, rename = "kafka")]
+    _kafka: toml::Table,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn max_line_bytes() -> u64 {
+        1024 * 1024
+    }
+    pub fn rescan_interval() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn partial_line_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn checkpoint_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn forget_after() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
+    }
+    pub fn rotate_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+    pub fn rotate_interval() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn commit_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+/// Where to start in files found at the connector's first start (later: the checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    #[default]
+    Beginning,
+    End,
+}
+
+/// The record key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyMode {
+    /// The file's path: one file's lines stay in one partition, in order.
+    #[default]
+    Path,
+    /// No key: the producer spreads records over partitions.
+    None,
+}
+
+/// What happens to a line longer than `max_line_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLinePolicy {
+    /// Sent as several records of at most `max_line_bytes` each.
+    #[default]
+    Split,
+    /// Its first `max_line_bytes` are sent, the rest is dropped and counted.
+    Truncate,
+    /// Not sent; counted and logged.
+    Skip,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkStart {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    /// The value followed by `\n`, bytes as they are.
+    #[default]
+    Lines,
+}
+
+/// `topic = "name"`, or a `[topic]` table whose settings are used only if the topic must be created.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicTable {
+    name: String,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+impl<'de> Deserialize<'de> for TopicSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopicSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a topic name, or a [topic] table with name, partitions, replication_factor, config",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TopicSpec, E> {
+                Ok(TopicSpec { name: v.to_string(), ..TopicSpec::default() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TopicSpec, A::Error> {
+                let t = TopicTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let config = t
+                    .config
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            toml::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, text)
+                    })
+                    .collect();
+                Ok(TopicSpec {
+                    name: t.name,
+                    partitions: t.partitions,
+                    replication_factor: t.replication_factor,
+                    config,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    name: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    kafka: BTreeMap<String, toml::Value>,
+}
+
+impl ConnectorConfig {
+    pub fn load(file: &Path) -> Result<ConnectorConfig, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
+        Self::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
+        let head: Head = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        let name = head
+            .name
+            .ok_or_else(|| ConfigError::new(file, "missing key `name` (the connector's unique name)"))?;
+        validate_name(&name).map_err(|m| ConfigError::at_key(file, text, None, "name", m))?;
+        let kind = match head.kind.as_deref() {
+            Some("file-source") => {
+                let c: SourceConfig =
+                    toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+                validate_source(file, text, &c)?;
+                ConnectorKind::Source(c)
+            }
+            Some("file-sink") => {
+                let c: SinkConfig =
+                    toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+                validate_sink(file, text, &c)?;
+                ConnectorKind::Sink(c)
+            }
+            Some(other) => {
+                return Err(ConfigError::at_key(
+                    file,
+                    text,
+                    None,
+                    "kind",
+                    format!("unknown kind `{other}`: use \"file-source\" or \"file-sink\""),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(file, "missing key `kind` (\"file-source\" or \"file-sink\")"));
+            }
+        };
+        let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka)?;
+        Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka })
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    // The name becomes a consumer group, a state directory and part of a transactional id.
+    if name.is_empty() || name.len() > 200 {
+        return Err("the name must be 1 to 200 characters".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "`{name}` may use only letters, digits, '.', '_' and '-', and not start with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's own rule for topic names.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 249 || topic == "." || topic == ".." {
+        return Err(format!("`{topic}` is not a valid topic name (1 to 249 characters, not . or ..)"));
+    }
+    if !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(format!("`{topic}` is not a valid topic name (letters, digits, '.', '_', '-')"));
+    }
+    Ok(())
+}
+
+fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), ConfigError> {
+    if c.paths.is_empty() {
+        return Err(ConfigError::at_key(file, text, None, "paths", "give at least one path or glob"));
+    }
+    for p in &c.paths {
+        if !p.is_absolute() {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "paths",
+                format!("`{}` is relative: paths must be absolute", p.display()),
+            ));
+        }
+        globset::Glob::new(&p.to_string_lossy())
+            .map_err(|e| ConfigError::at_key(file, text, None, "paths", format!("bad glob: {e}")))?;
+    }
+    for p in &c.exclude {
+        globset::Glob::new(p)
+            .map_err(|e| ConfigError::at_key(file, text, None, "exclude", format!("bad glob: {e}")))?;
+    }
+    let topic_table = text.lines().any(|l| l.trim() == "[topic]");
+    let (table, key) = if topic_table { (Some("topic"), "name") } else { (None, "topic") };
+    validate_topic(&c.topic.name).map_err(|m| ConfigError::at_key(file, text, table, key, m))?;
+    if c.max_line_bytes == 0 {
+        return Err(ConfigError::at_key(file, text, None, "max_line_bytes", "must be at least 1 byte"));
+    }
+    Ok(())
+}
+
+fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigError> {
+    if c.topics.is_empty() {
+        return Err(ConfigError::at_key(file, text, None, "topics", "give at least one topic"));
+    }
+    for t in &c.topics {
+        validate_topic(t).map_err(|m| ConfigError::at_key(file, text, None, "topics", m))?;
+    }
+    if !c.dir.is_absolute() {
+        return Err(ConfigError::at_key(
+            file,
+            text,
+            None,
+            "dir",
+            format!("`{}` is relative: the sink directory must be absolute", c.dir.display()),
+        ));
+    }
+    if c.rotate_bytes == 0 {
+        return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
+    }
+    Ok(())
+}
+
+/// Every connector file in `dir` (`*.toml`, sorted by name), each parsed on its own: one bad file
+/// does not hide the others. Duplicate names are reported against the later file.
+pub fn load_dir(dir: &Path) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError::new(dir, format!("cannot list the connectors directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    Ok(files
+        .iter()
+        .map(|f| {
+            let c = ConnectorConfig::load(f)?;
+            if let Some(first) = seen.get(&c.name) {
+                return Err(ConfigError::new(
+                    f,
+                    format!("connector name `{}` is already used by {}", c.name, first.display()),
+                ));
+            }
+            seen.insert(c.name.clone(), f.clone());
+            Ok(c)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
+        ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text)
+    }
+
+    #[test]
+    fn a_source_with_a_topic_table() {
+        let c = parse(
+            "name = \"app\"\nkind = \"file-source\"\npaths = [\"/var/log/app/*.log\"]\n\
+             [topic]\nname = \"app-logs\"\npartitions = 6\nreplication_factor = 3\n\
+             config = { \"retention.ms\" = \"86400000\" }\n[kafka]\n\"linger.ms\" = \"5\"\n",
+        )
+        .expect("valid");
+        let ConnectorKind::Source(s) = &c.kind else { panic!("a source") };
+        assert_eq!(s.topic.name, "app-logs");
+        assert_eq!(s.topic.partitions, Some(6));
+        assert_eq!(s.topic.config.get("retention.ms").map(String::as_str), Some("86400000"));
+        assert_eq!(s.start_at, StartAt::Beginning);
+        assert_eq!(c.kafka.get("linger.ms").map(String::as_str), Some("5"));
+    }
+
+    #[test]
+    fn a_sink_with_sizes_and_durations() {
+        let c = parse(
+            "name = \"arch\"\nkind = \"file-sink\"\ntopics = [\"a\", \"b\"]\ndir = \"/srv/archive\"\n\
+             rotate_bytes = \"1MiB\"\nrotate_interval = \"10m\"\n",
+        )
+        .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.rotate_bytes, 1024 * 1024);
+        assert_eq!(s.rotate_interval, Duration::from_secs(600));
+        assert_eq!(s.start_at, SinkStart::Earliest);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\nrotate_bytes = \"huge\"\n",
+        )
+        .expect_err("bad size");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("rotate_bytes")));
+        let err =
+            parse("name = \"a\"\nkind = \"file-sink\"\ntopic = [\"t\"]\ndir = \"/d\"\n").expect_err("typo");
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("did you mean `topics`"), "{err}");
+        let err = parse("name = \"a\"\nkind = \"file-source\"\npaths = [\"logs/*.log\"]\ntopic = \"t\"\n")
+            .expect_err("relative");
+        assert_eq!((err.line, err.key.as_deref()), (Some(3), Some("paths")));
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"../x\"]\ndir = \"/d\"\n")
+            .expect_err("topic");
+        assert!(err.message.contains("not a valid topic name"), "{err}");
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\n[kafka]\n\"group.id\" = \"x\"\n")
+            .expect_err("reserved");
+        assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.group.id")));
+        let err = parse("name = \"a\"\nkind = \"file-pipe\"\n").expect_err("kind");
+        assert_eq!(err.line, Some(2));
+    }
+}

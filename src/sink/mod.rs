@@ -1,0 +1,398 @@
+//! file-sink: consumes topics into rotating local files, committing offsets only after the data
+//! they cover is fsynced, so that after any crash the files hold every record exactly once.
+//!
+//! Data path: consumer (group = connector name, read_committed) → writer per partition (append,
+//! fsync) → commit with metadata → local commit cache. One thread per connector; rebalance
+//! callbacks run inside `poll` on that same thread.
+//!
+//! Invariants:
+//! - an offset is committed only for records already fsynced in the active file it names;
+//! - a rotated file is renamed only after the commit covering all of it succeeded;
+//! - on every assignment the writer reconciles its files with the committed state and seeks to
+//!   the committed offset before writing; records below the expected offset are skipped.
+
+pub mod commit;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::config::connector::SinkStart;
+use crate::config::kafka_props::KafkaProps;
+use crate::config::{ConnectorConfig, SinkConfig};
+use crate::kafka::{admin, client};
+use commit::{CommitCache, CommitMeta, Committed};
+use writer::{PartitionWriter, Reconciled};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("creating the Kafka consumer failed: {0}")]
+    Consumer(KafkaError),
+    #[error("subscribing to {topics:?} failed: {error}")]
+    Subscribe { topics: Vec<String>, error: KafkaError },
+    /// Writing, syncing or renaming a sink file failed (disk full, read-only, permissions).
+    #[error("sink file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("commit cache {path}: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+}
+
+/// Shared counters (read by status and metrics).
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub records_written: AtomicU64,
+    pub records_skipped_null: AtomicU64,
+    pub records_duplicate: AtomicU64,
+    pub offsets_skipped: AtomicU64,
+    pub commits: AtomicU64,
+    pub rotations: AtomicU64,
+}
+
+struct State {
+    sink_dir: PathBuf,
+    daemon_id: String,
+    connector: String,
+    writers: HashMap<(String, i32), PartitionWriter>,
+    /// Assigned but not yet reconciled.
+    pending: Vec<(String, i32)>,
+    cache: CommitCache,
+    cache_path: PathBuf,
+    stats: Arc<SinkStats>,
+    /// The first error met inside a rebalance callback (which cannot return one).
+    failed: Option<SinkError>,
+}
+
+struct SinkContext {
+    state: Arc<Mutex<State>>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Make the revoked partitions durable and commit before letting go, so that the
+            // next owner starts exactly where this one's files end.
+            let mut state = lock(&self.state);
+            let revoked: Vec<(String, i32)> =
+                tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            if let Err(e) = commit_partitions(consumer, &mut state, Some(&revoked)) {
+                tracing::warn!(connector = %state.connector, error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit");
+            }
+            for key in &revoked {
+                state.writers.remove(key);
+                state.pending.retain(|k| k != key);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut state = lock(&self.state);
+            for e in tpl.elements() {
+                state.pending.push((e.topic().to_string(), e.partition()));
+            }
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves consistent-enough state: files are reconciled anyway.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Sink<'a> {
+    connector: &'a ConnectorConfig,
+    cfg: &'a SinkConfig,
+    props: KafkaProps,
+    daemon_id: String,
+    cache_path: PathBuf,
+    pub stats: Arc<SinkStats>,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(
+        connector: &'a ConnectorConfig,
+        cfg: &'a SinkConfig,
+        props: KafkaProps,
+        state_dir: &std::path::Path,
+        daemon_id: &str,
+    ) -> Self {
+        let cache_path = state_dir.join("sinks").join(&connector.name).join("commits.json");
+        Sink {
+            connector,
+            cfg,
+            props,
+            daemon_id: daemon_id.to_string(),
+            cache_path,
+            stats: Default::default(),
+        }
+    }
+
+    /// Runs until `stop` is set, then makes everything durable, commits and leaves the group.
+    pub fn run(&self, stop: &AtomicBool) -> Result<(), SinkError> {
+        let name = &self.connector.name;
+        // Wait for the topics to exist (the sink never creates them).
+        let probe = client::base(&self.props);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let missing: Vec<&String> = self
+                .cfg
+                .topics
+                .iter()
+                .filter(|t| {
+                    !matches!(admin::topic_partitions(&probe, t, Duration::from_secs(10)), Ok(Some(_)))
+                })
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            tracing::warn!(connector = %name, ?missing, retry_in = ?backoff, "waiting for topics (or for Kafka)");
+            crate::source::sleep_unless(stop, backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+
+        let cache = CommitCache::load(&self.cache_path)
+            .map_err(|source| SinkError::Cache { path: self.cache_path.clone(), source })?;
+        let state = Arc::new(Mutex::new(State {
+            sink_dir: self.cfg.dir.clone(),
+            daemon_id: self.daemon_id.clone(),
+            connector: name.clone(),
+            writers: HashMap::new(),
+            pending: Vec::new(),
+            cache,
+            cache_path: self.cache_path.clone(),
+            stats: self.stats.clone(),
+            failed: None,
+        }));
+        let reset = match self.cfg.start_at {
+            SinkStart::Earliest => "earliest",
+            SinkStart::Latest => "latest",
+        };
+        let consumer: BaseConsumer<SinkContext> = client::sink_consumer(&self.props, name, reset)
+            .create_with_context(SinkContext { state: state.clone() })
+            .map_err(SinkError::Consumer)?;
+        let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|error| SinkError::Subscribe { topics: self.cfg.topics.clone(), error })?;
+
+        let mut commit_at = Instant::now() + self.cfg.commit_interval;
+        let result = loop {
+            if stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            let message = consumer.poll(Duration::from_millis(100));
+            let mut st = lock(&state);
+            if let Some(e) = st.failed.take() {
+                break Err(e);
+            }
+            if !st.pending.is_empty()
+                && let Err(e) = self.reconcile_pending(&consumer, &mut st)
+            {
+                break Err(e);
+            }
+            match message {
+                Some(Ok(m)) => {
+                    if let Err(e) =
+                        self.write(&consumer, &mut st, m.topic(), m.partition(), m.offset(), m.payload())
+                    {
+                        break Err(e);
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(connector = %name, %error, "consumer error");
+                }
+                None => {}
+            }
+            if Instant::now() >= commit_at {
+                if let Err(e) = commit_partitions(&consumer, &mut st, None) {
+                    tracing::warn!(connector = %name, error = %e, "commit failed; will retry");
+                }
+                commit_at = Instant::now() + self.cfg.commit_interval;
+            }
+        };
+
+        // Drain: durable, committed, then leave the group (the revoke callback commits again,
+        // finding nothing new).
+        {
+            let mut st = lock(&state);
+            if let Err(e) = commit_partitions(&consumer, &mut st, None) {
+                tracing::warn!(connector = %name, error = %e, "final commit failed; the next start re-reads from the last commit");
+            }
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+        result
+    }
+
+    fn reconcile_pending(
+        &self,
+        consumer: &BaseConsumer<SinkContext>,
+        st: &mut State,
+    ) -> Result<(), SinkError> {
+        let pending = std::mem::take(&mut st.pending);
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &pending {
+            tpl.add_partition(t, *p);
+        }
+        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
+                st.pending = pending;
+                return Ok(());
+            }
+        };
+        for e in committed.elements() {
+            let (topic, partition) = (e.topic().to_string(), e.partition());
+            let from_kafka = match e.offset() {
+                Offset::Offset(o) => Some(Committed {
+                    offset: o,
+                    meta: CommitMeta::decode(e.metadata()).unwrap_or(CommitMeta {
+                        v: 0,
+                        w: String::new(),
+                        f: String::new(),
+                        first: -1,
+                        len: 0,
+                    }),
+                }),
+                _ => None,
+            };
+            let own = st.cache.get(&topic, partition).cloned();
+            let authority = from_kafka.clone().or_else(|| own.clone());
+            let (writer, outcome) = PartitionWriter::reconcile(
+                &st.sink_dir,
+                &topic,
+                partition,
+                &st.daemon_id,
+                authority.as_ref(),
+                own.as_ref(),
+            )
+            .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
+            tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, "partition assigned");
+            if matches!(outcome, Reconciled::TakenOver { .. }) || from_kafka.is_none() && authority.is_some()
+            {
+                tracing::info!(connector = %st.connector, topic, partition, "continuing from the committed state of another writer or the local cache");
+            }
+            if writer.next >= 0
+                && let Err(error) =
+                    consumer.seek(&topic, partition, Offset::Offset(writer.next), Duration::from_secs(10))
+            {
+                // Not positioned: drop the writer and try again on the next turn.
+                tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
+                st.pending.push((topic, partition));
+                continue;
+            }
+            st.writers.insert((topic, partition), writer);
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        consumer: &BaseConsumer<SinkContext>,
+        st: &mut State,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> Result<(), SinkError> {
+        let key = (topic.to_string(), partition);
+        let Some(w) = st.writers.get_mut(&key) else {
+            // Not (yet) reconciled: the seek after reconciliation fetches it again.
+            return Ok(());
+        };
+        if w.next >= 0 && offset < w.next {
+            st.stats.records_duplicate.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if w.next >= 0 && offset > w.next {
+            // Offsets with no record: transaction markers, compaction, or retention deleted them
+            // before they were read. Only the last is a loss; all are counted.
+            st.stats.offsets_skipped.fetch_add((offset - w.next) as u64, Ordering::Relaxed);
+        }
+        match payload {
+            Some(value) => {
+                w.append(offset, value).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+                st.stats.records_written.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                w.next = offset + 1;
+                st.stats.records_skipped_null.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if w.needs_rotation(self.cfg.rotate_bytes, self.cfg.rotate_interval) {
+            commit_partitions(consumer, st, Some(std::slice::from_ref(&key)))?;
+            let w = st.writers.get_mut(&key).expect("present above");
+            if w.committed == w.next {
+                let path = w.active_path();
+                if let Some(rotated) = w.rotate().map_err(|source| SinkError::Io { path, source })? {
+                    st.stats.rotations.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(connector = %st.connector, file = %rotated.display(), "rotated");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsyncs and commits the dirty writers (all, or `only` these partitions), then records the
+/// commit in the local cache. Data is durable before the commit is sent: that is the invariant.
+fn commit_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    st: &mut State,
+    only: Option<&[(String, i32)]>,
+) -> Result<(), SinkError> {
+    let mut tpl = TopicPartitionList::new();
+    let mut commits = Vec::new();
+    for (key, w) in st.writers.iter_mut() {
+        if only.is_some_and(|o| !o.contains(key)) || !(w.dirty() || w.durable_len != w.len) {
+            continue;
+        }
+        w.sync().map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+        if w.next < 0 {
+            continue;
+        }
+        let meta = w.commit_meta(&st.daemon_id);
+        let encoded = meta.encode();
+        if let Err(error) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(w.next)) {
+            tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", w.next);
+            continue;
+        }
+        if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
+            e.set_metadata(encoded);
+        }
+        commits.push((key.0.clone(), key.1, Committed { offset: w.next, meta }));
+    }
+    if commits.is_empty() {
+        return Ok(());
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            for (topic, partition, c) in &commits {
+                if let Some(w) = st.writers.get_mut(&(topic.clone(), *partition)) {
+                    w.committed = c.offset;
+                }
+            }
+            st.stats.commits.fetch_add(1, Ordering::Relaxed);
+            let path = st.cache_path.clone();
+            st.cache.record(commits).map_err(|source| SinkError::Cache { path, source })
+        }
+        Err(error) => {
+            tracing::warn!(connector = %st.connector, %error, "offset commit failed; data stays durable and is committed on the next try");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Following one file: reads new bytes from an open descriptor and cuts them into lines.
+//!
+//! A line is the bytes before a `\n` (a `\r` before it is dropped too). A trailing partial line
+//! waits for its newline; `take_partial` hands it out when the caller decides it never will come.
+//! Lines longer than `max_line` follow the policy: split into several records, truncated (the rest
+//! is dropped and counted), or skipped (counted). Every byte is accounted for: each piece handed
+//! to the callback carries the file range it covers, with `payload: None` for dropped bytes, so
+//! that checkpoints can advance past them in order.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use crate::config::connector::LongLinePolicy;
+
+const CHUNK: usize = 64 * 1024;
+
+/// One piece of the file, handed out in file order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// What to send; `None` for bytes dropped by the long-line policy.
+    pub payload: Option<&'a [u8]>,
+    /// File offset of the first byte covered.
+    pub start: u64,
+    /// File offset just after the last byte covered (the checkpoint once this is acknowledged).
+    pub end: u64,
+}
+
+/// The callback's answer: `Stop` leaves the offered piece unconsumed (offered again next time).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Counts of what the long-line policy did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LongLineStats {
+    pub split: u64,
+    pub truncated: u64,
+    pub skipped: u64,
+}
+
+pub struct Reader {
+    file: File,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out.
+    consumed: usize,
+    /// Dropping the rest of an over-long line until its newline (truncate and skip policies).
+    discarding: bool,
+    max_line: usize,
+    policy: LongLinePolicy,
+    pub stats: LongLineStats,
+}
+
+impl Reader {
+    pub fn new(file: File, offset: u64, max_line: u64, policy: LongLinePolicy) -> Reader {
+        Reader {
+            file,
+            buf_start: offset,
+            buf: Vec::with_capacity(CHUNK),
+            consumed: 0,
+            discarding: false,
+            max_line: usize::try_from(max_line).unwrap_or(usize::MAX).max(1),
+            policy,
+            stats: LongLineStats::default(),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The next byte not yet handed out.
+    pub fn position(&self) -> u64 {
+        self.buf_start + self.consumed as u64
+    }
+
+    /// The next byte not yet read from the file.
+    pub fn read_position(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+
+    /// True if bytes of an unterminated line are waiting.
+    pub fn has_partial(&self) -> bool {
+        self.consumed < self.buf.len()
+    }
+
+    /// Reads up to `budget` new bytes and offers every complete line to `f`, in order.
+    /// Returns how many bytes were read from the file.
+    pub fn poll(&mut self, budget: usize, f: &mut impl FnMut(Line<'_>) -> Flow) -> io::Result<usize> {
+        let mut read = 0;
+        loop {
+            if self.cut(f) == Flow::Stop {
+                return Ok(read);
+            }
+            if read >= budget {
+                return Ok(read);
+            }
+            let n = self.fill()?;
+            if n == 0 {
+                return Ok(read);
+            }
+            read += n;
+        }
+    }
+
+    /// Hands out the unterminated last line (the file was rotated away and will not grow).
+    pub fn take_partial(&mut self, f: &mut impl FnMut(Line<'_>) -> Flow) -> Flow {
+        if !self.has_partial() {
+            return Flow::Continue;
+        }
+        let start = self.position();
+        let end = self.read_position();
+        let payload = if self.discarding { None } else { Some(&self.buf[self.consumed..]) };
+        let flow = f(Line { payload, start, end });
+        if flow == Flow::Continue {
+            self.consumed = self.buf.len();
+            self.discarding = false;
+        }
+        flow
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.consumed > 0 && self.consumed * 2 >= self.buf.len() {
+            self.buf.drain(..self.consumed);
+            self.buf_start += self.consumed as u64;
+            self.consumed = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        let result = self.file.read_at(&mut self.buf[old..], self.buf_start + old as u64);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        result
+    }
+
+    /// Offers the complete lines (and over-long pieces) in `buf`.
+    fn cut(&mut self, f: &mut impl FnMut(Line<'_>) -> Flow) -> Flow {
+        loop {
+            let rest = &self.buf[self.consumed..];
+            let start = self.position();
+            match memchr::memchr(b'\n', rest) {
+                Some(nl) => {
+                    let end = start + nl as u64 + 1;
+                    let mut content = &rest[..nl];
+                    if content.last() == Some(&b'\r') {
+                        content = &content[..content.len() - 1];
+                    }
+                    if self.discarding {
+                        if f(Line { payload: None, start, end }) == Flow::Stop {
+                            return Flow::Stop;
+                        }
+                        self.discarding = false;
+                    } else if content.len() > self.max_line {
+                        // Over-long but complete: handled piece by piece below.
+                        if self.offer_long(f, start) == Flow::Stop {
+                            return Flow::Stop;
+                        }
+                        continue;
+                    } else if f(Line { payload: Some(content), start, end }) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                    self.consumed += nl + 1;
+                }
+                None if rest.len() > self.max_line || (self.discarding && !rest.is_empty()) => {
+                    if self.discarding {
+                        let end = start + rest.len() as u64;
+                        if f(Line { payload: None, start, end }) == Flow::Stop {
+                            return Flow::Stop;
+                        }
+                        self.consumed = self.buf.len();
+                    } else if self.offer_long(f, start) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+                None => return Flow::Continue,
+            }
+        }
+    }
+
+    /// The first `max_line` bytes of an over-long line, per the policy.
+    fn offer_long(&mut self, f: &mut impl FnMut(Line<'_>) -> Flow, start: u64) -> Flow {
+        let piece = &self.buf[self.consumed..self.consumed + self.max_line];
+        let end = start + self.max_line as u64;
+        let payload = match self.policy {
+            LongLinePolicy::Split | LongLinePolicy::Truncate => Some(piece),
+            LongLinePolicy::Skip => None,
+        };
+        if f(Line { payload, start, end }) == Flow::Stop {
+            return Flow::Stop;
+        }
+        self.consumed += self.max_line;
+        match self.policy {
+            LongLinePolicy::Split => self.stats.split += 1,
+            LongLinePolicy::Truncate => {
+                self.stats.truncated += 1;
+                self.discarding = true;
+            }
+            LongLinePolicy::Skip => {
+                self.stats.skipped += 1;
+                self.discarding = true;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// (payload, start, end) of each piece handed out.
+    type Piece = (Option<Vec<u8>>, u64, u64);
+
+    fn lines(content: &[u8], max: u64, policy: LongLinePolicy) -> (Vec<Piece>, Reader) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, content).expect("write");
+        let mut r = Reader::new(File::open(&path).expect("open"), 0, max, policy);
+        let mut out = Vec::new();
+        r.poll(usize::MAX, &mut |l: Line<'_>| {
+            out.push((l.payload.map(<[u8]>::to_vec), l.start, l.end));
+            Flow::Continue
+        })
+        .expect("poll");
+        (out, r)
+    }
+
+    #[test]
+    fn cuts_lines_strips_crlf_and_keeps_partials() {
+        let (out, r) = lines(b"a\r\nbb\n\nccc", 100, LongLinePolicy::Split);
+        assert_eq!(
+            out,
+            vec![(Some(b"a".to_vec()), 0, 3), (Some(b"bb".to_vec()), 3, 6), (Some(Vec::new()), 6, 7)]
+        );
+        assert!(r.has_partial());
+        assert_eq!(r.position(), 7);
+    }
+
+    #[test]
+    fn binary_bytes_pass_through_unchanged() {
+        let (out, _) = lines(b"\xff\xfe\x00bin\n", 100, LongLinePolicy::Split);
+        assert_eq!(out[0].0.as_deref(), Some(&b"\xff\xfe\x00bin"[..]));
+    }
+
+    #[test]
+    fn long_lines_follow_the_policy_and_cover_every_byte() {
+        let text = b"0123456789\nok\n";
+        let (split, _) = lines(text, 4, LongLinePolicy::Split);
+        let payloads: Vec<_> = split.iter().map(|l| l.0.clone().unwrap_or_default()).collect();
+        assert_eq!(payloads, vec![b"0123".to_vec(), b"4567".to_vec(), b"89".to_vec(), b"ok".to_vec()]);
+        let (trunc, r) = lines(text, 4, LongLinePolicy::Truncate);
+        assert_eq!(trunc[0], (Some(b"0123".to_vec()), 0, 4));
+        assert_eq!(trunc[1], (None, 4, 11));
+        assert_eq!(trunc[2].0.as_deref(), Some(&b"ok"[..]));
+        assert_eq!(r.stats.truncated, 1);
+        let (skip, r) = lines(text, 4, LongLinePolicy::Skip);
+        assert_eq!(skip.iter().filter(|l| l.0.is_some()).count(), 1);
+        assert_eq!(skip.last().map(|l| l.2), Some(14));
+        assert_eq!(r.stats.skipped, 1);
+        // every byte range is covered, contiguously
+        for out in [&split, &trunc, &skip] {
+            for pair in out.windows(2) {
+                assert_eq!(pair[0].2, pair[1].1);
+            }
+        }
+    }
+
+    #[test]
+    fn stop_offers_the_same_line_again_and_growth_is_picked_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"one\ntwo\n").expect("write");
+        let mut r = Reader::new(File::open(&path).expect("open"), 0, 100, LongLinePolicy::Split);
+        let mut seen = Vec::new();
+        r.poll(usize::MAX, &mut |l: Line<'_>| {
+            if seen.len() == 1 {
+                return Flow::Stop;
+            }
+            seen.push(l.payload.map(<[u8]>::to_vec));
+            Flow::Continue
+        })
+        .expect("poll");
+        assert_eq!(r.position(), 4);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open")
+            .write_all(b"three\n")
+            .expect("append");
+        r.poll(usize::MAX, &mut |l: Line<'_>| {
+            seen.push(l.payload.map(<[u8]>::to_vec));
+            Flow::Continue
+        })
+        .expect("poll");
+        assert_eq!(seen, vec![Some(b"one".to_vec()), Some(b"two".to_vec()), Some(b"three".to_vec())]);
+    }
+}
