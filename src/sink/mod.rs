@@ -189,12 +189,22 @@ impl<'a> Sink<'a> {
             .map_err(|error| SinkError::Subscribe { topics: self.cfg.topics.clone(), error })?;
 
         let mut commit_at = Instant::now() + self.cfg.commit_interval;
+        // Records written to buffers but not yet to the files: once the consumer's queue runs
+        // dry they are handed to the kernel, so that `tail -F` sees them without waiting for the
+        // next fsync and commit.
+        let mut unflushed = false;
         let result = loop {
             if stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            let message = consumer.poll(Duration::from_millis(100));
+            let message = consumer.poll(if unflushed { Duration::ZERO } else { Duration::from_millis(100) });
             let mut st = lock(&state);
+            if message.is_none() && unflushed {
+                if let Err(e) = flush_buffers(&mut st) {
+                    break Err(e);
+                }
+                unflushed = false;
+            }
             if let Some(e) = st.failed.take() {
                 break Err(e);
             }
@@ -210,6 +220,7 @@ impl<'a> Sink<'a> {
                     {
                         break Err(e);
                     }
+                    unflushed = true;
                 }
                 Some(Err(error)) => {
                     tracing::warn!(connector = %name, %error, "consumer error");
@@ -346,6 +357,14 @@ impl<'a> Sink<'a> {
         }
         Ok(())
     }
+}
+
+/// Hands buffered records to the kernel (no fsync): visible to readers, not yet durable.
+fn flush_buffers(st: &mut State) -> Result<(), SinkError> {
+    for w in st.writers.values_mut() {
+        w.flush().map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+    }
+    Ok(())
 }
 
 /// fsyncs and commits the dirty writers (all, or `only` these partitions), then records the

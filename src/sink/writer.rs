@@ -211,6 +211,14 @@ impl PartitionWriter {
         self.next > self.committed && self.next >= 0
     }
 
+    /// Writes buffered records to the file (readable, not yet durable).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Makes everything written durable.
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some(f) = self.file.as_mut() {

@@ -97,3 +97,18 @@ pub fn in_sync_replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     md.topics()[0].partitions().iter().map(|p| p.isr().to_vec()).collect()
 }
+
+/// Deletes `topic` if it exists and waits until the cluster no longer lists it.
+pub fn delete_topic(bootstrap: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _ = runtime.block_on(
+        admin.delete_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))),
+    );
+    let probe = ClientConfig::new().set("bootstrap.servers", bootstrap).clone();
+    super::wait_for(&format!("topic {topic} deleted"), Duration::from_secs(60), || {
+        matches!(macklake::kafka::admin::topic_partitions(&probe, topic, Duration::from_secs(5)), Ok(None))
+            .then_some(())
+    });
+}

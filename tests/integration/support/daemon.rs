@@ -1,0 +1,233 @@
+//! A macklake daemon under test: its own temp directory (config, connectors, state, source files,
+//! sink archive), started as the real binary, stopped with real signals.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub struct Daemon {
+    pub root: tempfile::TempDir,
+    pub config: PathBuf,
+    pub connectors: PathBuf,
+    pub logs: PathBuf,
+    pub archive: PathBuf,
+    log_file: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    /// A daemon for `bootstrap` with a stable `daemon_id`.
+    pub fn new(bootstrap: &str, daemon_id: &str) -> Daemon {
+        let root = tempfile::tempdir().expect("temp dir");
+        let path = |p: &str| root.path().join(p);
+        for d in ["connectors", "state", "logs", "archive"] {
+            fs::create_dir_all(path(d)).expect("mkdir");
+        }
+        let config = path("macklake.toml");
+        fs::write(
+            &config,
+            format!(
+                "connectors_dir = \"connectors\"\nstate_dir = \"state\"\ndaemon_id = \"{daemon_id}\"\n\
+                 shutdown_timeout = \"20s\"\n[log]\nlevel = \"info\"\n[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n"
+            ),
+        )
+        .expect("write config");
+        Daemon {
+            config,
+            connectors: path("connectors"),
+            logs: path("logs"),
+            archive: path("archive"),
+            log_file: path("daemon.log"),
+            root,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Writes a connector file into `connectors_dir`.
+    pub fn connector(&self, file: &str, text: &str) {
+        fs::write(self.connectors.join(file), text).expect("write connector");
+    }
+
+    /// A file-source of `logs/*.log` into `topic` (created with `partitions`, RF 3 if missing).
+    pub fn source(&self, name: &str, topic: &str, partitions: i32) {
+        self.connector(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nkind = \"file-source\"\npaths = [\"{}/*.log\"]\nrescan_interval = \"1s\"\n\
+                 [topic]\nname = \"{topic}\"\npartitions = {partitions}\nreplication_factor = 3\n",
+                self.logs.display()
+            ),
+        );
+    }
+
+    /// A file-sink of `topics` into `archive/`.
+    pub fn sink(&self, name: &str, topics: &[&str], extra: &str) {
+        let topics = topics.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+        self.connector(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nkind = \"file-sink\"\ntopics = [{topics}]\ndir = \"{}\"\n{extra}\n",
+                self.archive.display()
+            ),
+        );
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log = OpenOptions::new().create(true).append(true).open(&self.log_file).expect("log file");
+        let child = super::macklake()
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("MACKLAKE_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("macklake run starts");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not exit within 40s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        super::wait_for(&format!("{needle:?} in the daemon log"), timeout, || {
+            self.log().contains(needle).then_some(())
+        })
+    }
+
+    /// Every line of the sink's files for `topic`, file by file in name order (per partition:
+    /// rotated files by offset range, then the active file).
+    pub fn archived(&self, topic: &str) -> Vec<String> {
+        archived_lines(&self.archive.join(topic))
+    }
+
+    /// Waits until the sink holds at least `n` lines of `topic`; returns them.
+    pub fn wait_archived(&self, topic: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.archived(topic);
+            if lines.len() >= n {
+                return lines;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?}: {} of {n} lines of {topic} archived\n--- daemon log ---\n{}",
+                    lines.len(),
+                    tail(&self.log(), 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Lines of every `*.log` file in `dir`, in file-name order.
+pub fn archived_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = fs::read(&f).unwrap_or_default();
+        out.extend(String::from_utf8_lossy(&text).lines().map(str::to_string));
+    }
+    out
+}
+
+/// Appends `lines` to `path`, each with a newline, in one write.
+pub fn append(path: &Path, lines: &[String]) {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).expect("open for append");
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+    }
+    f.write_all(&buf).expect("append");
+}
+
+/// Checks that `archived` holds every line of `expected` exactly once; on failure, says how many
+/// were lost and duplicated, with examples.
+pub fn assert_exactly_once(archived: &[String], expected: &[String]) {
+    use std::collections::HashMap;
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for l in archived {
+        *counts.entry(l.as_str()).or_default() += 1;
+    }
+    let lost: Vec<&String> = expected.iter().filter(|l| !counts.contains_key(l.as_str())).collect();
+    let dup: Vec<(&&str, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    let unexpected =
+        archived.len() + lost.len() - expected.len() - dup.iter().map(|(_, c)| *c - 1).sum::<usize>();
+    assert!(
+        lost.is_empty() && dup.is_empty() && unexpected == 0,
+        "{} lost (e.g. {:?}), {} duplicated (e.g. {:?}), {} unexpected, of {} expected",
+        lost.len(),
+        lost.iter().take(3).collect::<Vec<_>>(),
+        dup.len(),
+        dup.iter().take(3).collect::<Vec<_>>(),
+        unexpected,
+        expected.len()
+    );
+}
+
+/// A file name in `dir` for a test's source data.
+pub fn touch(path: &Path) {
+    File::create(path).expect("create");
+}
