@@ -68,6 +68,19 @@ pub struct SourceConfig {
     /// Checkpoint entries of files not seen for this long are dropped.
     #[serde(default = "defaults::forget_after", with = "units::duration")]
     pub forget_after: Duration,
+    /// Exactly-once into Kafka: lines and the new file positions are written in one transaction;
+    /// positions live in `offsets_topic` instead of the local checkpoint file.
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// Exactly-once mode: a transaction is committed at least this often...
+    #[serde(default = "defaults::transaction_interval", with = "units::duration")]
+    pub transaction_interval: Duration,
+    /// ...or once it holds this many lines.
+    #[serde(default = "defaults::transaction_max_lines")]
+    pub transaction_max_lines: u64,
+    /// Exactly-once mode: the compacted topic holding file positions (created with RF 3 if missing).
+    #[serde(default = "defaults::offsets_topic")]
+    pub offsets_topic: String,
     #[serde(default, rename = "kind")]
     _kind: String,
     #[serde(default, rename = "name")]
@@ -118,6 +131,15 @@ mod defaults {
     }
     pub fn forget_after() -> Duration {
         Duration::from_secs(7 * 24 * 3600)
+    }
+    pub fn transaction_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn transaction_max_lines() -> u64 {
+        50_000
+    }
+    pub fn offsets_topic() -> String {
+        "macklake-source-offsets".to_string()
     }
     pub fn rotate_bytes() -> u64 {
         64 * 1024 * 1024
@@ -339,6 +361,11 @@ fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), Conf
     let topic_table = text.lines().any(|l| l.trim() == "[topic]");
     let (table, key) = if topic_table { (Some("topic"), "name") } else { (None, "topic") };
     validate_topic(&c.topic.name).map_err(|m| ConfigError::at_key(file, text, table, key, m))?;
+    validate_topic(&c.offsets_topic)
+        .map_err(|m| ConfigError::at_key(file, text, None, "offsets_topic", m))?;
+    if c.transaction_max_lines == 0 {
+        return Err(ConfigError::at_key(file, text, None, "transaction_max_lines", "must be at least 1"));
+    }
     if c.max_line_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "max_line_bytes", "must be at least 1 byte"));
     }

@@ -92,9 +92,11 @@ fn supervise(connector: &ConnectorConfig, config: &DaemonConfig, stop: &AtomicBo
     loop {
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &connector.kind {
-            ConnectorKind::Source(cfg) => Source::new(connector, cfg, props.clone(), &config.state_dir)
-                .run(stop, config.shutdown_timeout.mul_f32(0.8))
-                .map_err(|e| e.to_string()),
+            ConnectorKind::Source(cfg) => {
+                Source::new(connector, cfg, props.clone(), &config.state_dir, &config.daemon_id)
+                    .run(stop, config.shutdown_timeout.mul_f32(0.8))
+                    .map_err(|e| e.to_string())
+            }
             ConnectorKind::Sink(cfg) => {
                 Sink::new(connector, cfg, props.clone(), &config.state_dir, &config.daemon_id)
                     .run(stop)

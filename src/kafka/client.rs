@@ -28,6 +28,19 @@ pub fn source_producer(props: &KafkaProps) -> ClientConfig {
     config
 }
 
+/// Producer settings for exactly-once file sources: as `source_producer`, plus a transactional id.
+/// A line cannot wait longer than its transaction may stay open, so `message.timeout.ms`
+/// defaults to `transaction.timeout.ms` instead of "forever".
+pub fn source_transactional_producer(props: &KafkaProps, transactional_id: &str) -> ClientConfig {
+    let mut config = source_producer(props);
+    let txn_timeout = props.get("transaction.timeout.ms").cloned().unwrap_or_else(|| "60000".to_string());
+    if !props.contains_key("message.timeout.ms") {
+        config.set("message.timeout.ms", &txn_timeout);
+    }
+    config.set("transaction.timeout.ms", &txn_timeout).set("transactional.id", transactional_id);
+    config
+}
+
 /// Consumer settings for file sinks: offsets are committed by the sink itself, only after fsync.
 pub fn sink_consumer(props: &KafkaProps, group: &str, auto_offset_reset: &str) -> ClientConfig {
     let mut config = ClientConfig::new();

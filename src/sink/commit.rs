@@ -17,7 +17,7 @@ pub const META_VERSION: u32 = 1;
 
 /// Commit metadata: which writer made the data durable, in which active file, up to which length.
 /// Kept well under Kafka's 4 KiB `offset.metadata.max.bytes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommitMeta {
     pub v: u32,
     /// The writer's `daemon_id`.

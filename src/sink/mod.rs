@@ -30,7 +30,7 @@ use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SinkConfig};
 use crate::kafka::{admin, client};
 use commit::{CommitCache, CommitMeta, Committed};
-use writer::{PartitionWriter, Reconciled};
+use writer::PartitionWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -52,6 +52,7 @@ pub struct SinkStats {
     pub records_skipped_null: AtomicU64,
     pub records_duplicate: AtomicU64,
     pub offsets_skipped: AtomicU64,
+    pub offsets_lost_to_retention: AtomicU64,
     pub commits: AtomicU64,
     pub rotations: AtomicU64,
 }
@@ -68,6 +69,8 @@ struct State {
     stats: Arc<SinkStats>,
     /// The first error met inside a rebalance callback (which cannot return one).
     failed: Option<SinkError>,
+    /// Partitions whose offsets went backwards: paused, never written.
+    stalled: std::collections::HashSet<(String, i32)>,
 }
 
 struct SinkContext {
@@ -175,6 +178,7 @@ impl<'a> Sink<'a> {
             cache_path: self.cache_path.clone(),
             stats: self.stats.clone(),
             failed: None,
+            stalled: Default::default(),
         }));
         let reset = match self.cfg.start_at {
             SinkStart::Earliest => "earliest",
@@ -183,6 +187,14 @@ impl<'a> Sink<'a> {
         let consumer: BaseConsumer<SinkContext> = client::sink_consumer(&self.props, name, reset)
             .create_with_context(SinkContext { state: state.clone() })
             .map_err(SinkError::Consumer)?;
+        // Put right what an earlier run left, including partitions this daemon may never be
+        // assigned again (another daemon took them over while it was down).
+        let local = self.local_partitions();
+        let mut left = reconcile(&consumer, &mut lock(&state), &local, false)?;
+        while !left.is_empty() && !stop.load(Ordering::Relaxed) {
+            crate::source::sleep_unless(stop, Duration::from_secs(1));
+            left = reconcile(&consumer, &mut lock(&state), &left, false)?;
+        }
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -254,61 +266,28 @@ impl<'a> Sink<'a> {
         st: &mut State,
     ) -> Result<(), SinkError> {
         let pending = std::mem::take(&mut st.pending);
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in &pending {
-            tpl.add_partition(t, *p);
-        }
-        let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(error) => {
-                tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
-                st.pending = pending;
-                return Ok(());
-            }
-        };
-        for e in committed.elements() {
-            let (topic, partition) = (e.topic().to_string(), e.partition());
-            let from_kafka = match e.offset() {
-                Offset::Offset(o) => Some(Committed {
-                    offset: o,
-                    meta: CommitMeta::decode(e.metadata()).unwrap_or(CommitMeta {
-                        v: 0,
-                        w: String::new(),
-                        f: String::new(),
-                        first: -1,
-                        len: 0,
-                    }),
-                }),
-                _ => None,
-            };
-            let own = st.cache.get(&topic, partition).cloned();
-            let authority = from_kafka.clone().or_else(|| own.clone());
-            let (writer, outcome) = PartitionWriter::reconcile(
-                &st.sink_dir,
-                &topic,
-                partition,
-                &st.daemon_id,
-                authority.as_ref(),
-                own.as_ref(),
-            )
-            .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
-            tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, "partition assigned");
-            if matches!(outcome, Reconciled::TakenOver { .. }) || from_kafka.is_none() && authority.is_some()
-            {
-                tracing::info!(connector = %st.connector, topic, partition, "continuing from the committed state of another writer or the local cache");
-            }
-            if writer.next >= 0
-                && let Err(error) =
-                    consumer.seek(&topic, partition, Offset::Offset(writer.next), Duration::from_secs(10))
-            {
-                // Not positioned: drop the writer and try again on the next turn.
-                tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
-                st.pending.push((topic, partition));
-                continue;
-            }
-            st.writers.insert((topic, partition), writer);
-        }
+        let retry = reconcile(consumer, st, &pending, true)?;
+        st.pending.extend(retry);
         Ok(())
+    }
+
+    /// Partitions that have an active file in this sink's directory (from an earlier run).
+    fn local_partitions(&self) -> Vec<(String, i32)> {
+        let mut found = Vec::new();
+        for topic in &self.cfg.topics {
+            let Ok(entries) = std::fs::read_dir(self.cfg.dir.join(topic)) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let partition = name
+                    .strip_prefix(&format!("{topic}-"))
+                    .and_then(|r| r.strip_suffix(".log"))
+                    .and_then(|p| p.parse::<i32>().ok());
+                if let Some(p) = partition {
+                    found.push((topic.clone(), p));
+                }
+            }
+        }
+        found
     }
 
     fn write(
@@ -326,6 +305,21 @@ impl<'a> Sink<'a> {
             return Ok(());
         };
         if w.next >= 0 && offset < w.next {
+            // Normally a record fetched before the seek to the committed offset. If the log now
+            // ends below what was written, the topic was re-created: stall instead of skipping
+            // (or, worse, overwriting) forever.
+            if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
+                && high < w.next
+            {
+                let next = w.next;
+                tracing::error!(connector = %st.connector, topic, partition, written = next, log_end = high, "offsets went backwards: the partition is stalled and its archive left untouched");
+                st.writers.remove(&key);
+                st.stalled.insert(key);
+                let mut one = TopicPartitionList::new();
+                one.add_partition(topic, partition);
+                let _ = consumer.pause(&one);
+                return Ok(());
+            }
             st.stats.records_duplicate.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -357,6 +351,101 @@ impl<'a> Sink<'a> {
         }
         Ok(())
     }
+}
+
+/// Reconciles `partitions` with their committed state (Kafka's, else the local cache). With
+/// `assigned`, the writers are kept and the consumer is positioned at the committed offsets;
+/// without (start-up, for partitions this daemon may no longer own), only the files are put
+/// right. Returns the partitions to try again later (Kafka did not answer).
+fn reconcile<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    st: &mut State,
+    partitions: &[(String, i32)],
+    assigned: bool,
+) -> Result<Vec<(String, i32)>, SinkError> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
+    }
+    let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
+            return Ok(partitions.to_vec());
+        }
+    };
+    let mut retry = Vec::new();
+    for e in committed.elements() {
+        let (topic, partition) = (e.topic().to_string(), e.partition());
+        let from_kafka = match e.offset() {
+            Offset::Offset(o) => {
+                Some(Committed { offset: o, meta: CommitMeta::decode(e.metadata()).unwrap_or_default() })
+            }
+            _ => None,
+        };
+        let own = st.cache.get(&topic, partition).cloned();
+        let authority = from_kafka.clone().or_else(|| own.clone());
+        if let Some(c) = &authority {
+            match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)) {
+                Ok((_, high)) if c.offset > high => {
+                    // The log ends before what was archived: the topic was deleted and re-created
+                    // (or lost data). Writing on would mix two histories into one set of files.
+                    tracing::error!(
+                        connector = %st.connector, topic, partition, committed = c.offset, log_end = high,
+                        "offsets went backwards: the partition is stalled and its archive left untouched; \
+                         move {}/{topic} aside and reset the group's offsets to archive the new topic",
+                        st.sink_dir.display()
+                    );
+                    st.stalled.insert((topic.clone(), partition));
+                    if assigned {
+                        let mut one = TopicPartitionList::new();
+                        one.add_partition(&topic, partition);
+                        let _ = consumer.pause(&one);
+                    }
+                    continue;
+                }
+                Ok((low, _)) if c.offset < low => {
+                    tracing::warn!(
+                        connector = %st.connector, topic, partition, committed = c.offset, log_start = low,
+                        lost = low - c.offset, "records were deleted by retention before they were archived"
+                    );
+                    st.stats.offsets_lost_to_retention.fetch_add((low - c.offset) as u64, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(connector = %st.connector, topic, partition, %error, "cannot read watermarks yet; will retry");
+                    retry.push((topic, partition));
+                    continue;
+                }
+            }
+        }
+        let (writer, outcome) = PartitionWriter::reconcile(
+            &st.sink_dir,
+            &topic,
+            partition,
+            &st.daemon_id,
+            authority.as_ref(),
+            own.as_ref(),
+        )
+        .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
+        tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, "partition reconciled");
+        if !assigned {
+            continue;
+        }
+        if writer.next >= 0
+            && let Err(error) =
+                consumer.seek(&topic, partition, Offset::Offset(writer.next), Duration::from_secs(10))
+        {
+            tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
+            retry.push((topic, partition));
+            continue;
+        }
+        st.writers.insert((topic, partition), writer);
+    }
+    Ok(retry)
 }
 
 /// Hands buffered records to the kernel (no fsync): visible to readers, not yet durable.
@@ -410,8 +499,31 @@ fn commit_partitions<C: ConsumerContext>(
             st.cache.record(commits).map_err(|source| SinkError::Cache { path, source })
         }
         Err(error) => {
-            tracing::warn!(connector = %st.connector, %error, "offset commit failed; data stays durable and is committed on the next try");
-            Ok(())
+            // A commit that failed or timed out may still have been applied: read it back.
+            let applied: Vec<(String, i32, Committed)> =
+                match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                    Ok(back) => commits
+                        .into_iter()
+                        .filter(|(t, p, c)| {
+                            back.find_partition(t, *p).is_some_and(|e| {
+                                e.offset() == Offset::Offset(c.offset)
+                                    && CommitMeta::decode(e.metadata()).as_ref() == Some(&c.meta)
+                            })
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+            tracing::warn!(connector = %st.connector, %error, applied = applied.len(), "offset commit failed; read back what was applied, the rest is committed on the next try");
+            if applied.is_empty() {
+                return Ok(());
+            }
+            for (topic, partition, c) in &applied {
+                if let Some(w) = st.writers.get_mut(&(topic.clone(), *partition)) {
+                    w.committed = c.offset;
+                }
+            }
+            let path = st.cache_path.clone();
+            st.cache.record(applied).map_err(|source| SinkError::Cache { path, source })
         }
     }
 }

@@ -27,16 +27,28 @@ pub struct Entry {
     pub seen_at: u64,
 }
 
+/// Content a file held before it was truncated in place, and how far it had been read: a copy of
+/// it (copytruncate) found later is read only from there. Kept until `forget_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    pub fingerprint: Fingerprint,
+    pub position: u64,
+    pub seen_at: u64,
+}
+
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     version: u32,
     files: Vec<Entry>,
+    #[serde(default)]
+    truncated: Vec<Truncated>,
 }
 
 #[derive(Debug)]
 pub struct Checkpoints {
     path: PathBuf,
     pub entries: HashMap<FileId, Entry>,
+    pub truncated: Vec<Truncated>,
     /// False when no checkpoint file existed: the connector's first start.
     pub existed: bool,
 }
@@ -46,7 +58,12 @@ impl Checkpoints {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Checkpoints { path: path.to_path_buf(), entries: HashMap::new(), existed: false });
+                return Ok(Checkpoints {
+                    path: path.to_path_buf(),
+                    entries: HashMap::new(),
+                    truncated: Vec::new(),
+                    existed: false,
+                });
             }
             Err(e) => return Err(e),
         };
@@ -63,15 +80,21 @@ impl Checkpoints {
             ));
         }
         let entries = disk.files.into_iter().map(|e| (e.id, e)).collect();
-        Ok(Checkpoints { path: path.to_path_buf(), entries, existed: true })
+        Ok(Checkpoints { path: path.to_path_buf(), entries, truncated: disk.truncated, existed: true })
+    }
+
+    /// Positions restored from elsewhere (the offsets topic of an exactly-once source); never saved.
+    pub fn in_memory(entries: HashMap<FileId, Entry>, truncated: Vec<Truncated>) -> Checkpoints {
+        let existed = !entries.is_empty();
+        Checkpoints { path: PathBuf::new(), entries, truncated, existed }
     }
 
     /// Writes every entry atomically (temp file, fsync, rename, fsync directory).
     pub fn save(&self) -> io::Result<()> {
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by_key(|e| e.id);
-        let text = serde_json::to_vec_pretty(&OnDisk { version: FORMAT_VERSION, files })
-            .map_err(io::Error::other)?;
+        let disk = OnDisk { version: FORMAT_VERSION, files, truncated: self.truncated.clone() };
+        let text = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -82,6 +105,7 @@ impl Checkpoints {
     pub fn forget_older_than(&mut self, now: u64, forget_after_secs: u64) -> usize {
         let before = self.entries.len();
         self.entries.retain(|_, e| now.saturating_sub(e.seen_at) < forget_after_secs);
+        self.truncated.retain(|t| now.saturating_sub(t.seen_at) < forget_after_secs);
         before - self.entries.len()
     }
 }
@@ -115,7 +139,8 @@ mod tests {
 
     #[test]
     fn forgets_only_old_entries() {
-        let mut c = Checkpoints { path: "/x".into(), entries: HashMap::new(), existed: true };
+        let mut c =
+            Checkpoints { path: "/x".into(), entries: HashMap::new(), truncated: Vec::new(), existed: true };
         for (ino, seen) in [(1, 100), (2, 1000)] {
             let id = FileId { dev: 0, ino };
             c.entries.insert(

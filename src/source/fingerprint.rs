@@ -37,6 +37,20 @@ impl Fingerprint {
         Ok(Fingerprint { len: n as u32, hash: fnv1a(&buf[..n]) })
     }
 
+    /// The fingerprint of a file's first bytes, given (at most FINGERPRINT_BYTES are used).
+    pub fn of_bytes(head: &[u8]) -> Fingerprint {
+        let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+        Fingerprint { len: head.len() as u32, hash: fnv1a(head) }
+    }
+
+    /// The fingerprint and the bytes it was taken of (kept to recognise copies being written).
+    pub fn with_prefix(file: &File) -> io::Result<(Fingerprint, Vec<u8>)> {
+        let mut buf = vec![0u8; FINGERPRINT_BYTES];
+        let n = read_prefix(file, &mut buf)?;
+        buf.truncate(n);
+        Ok((Fingerprint { len: n as u32, hash: fnv1a(&buf) }, buf))
+    }
+
     /// True if `file` still starts with the bytes this fingerprint was taken of.
     pub fn matches(&self, file: &File) -> io::Result<bool> {
         let mut buf = [0u8; FINGERPRINT_BYTES];
@@ -50,7 +64,7 @@ impl Fingerprint {
     }
 }
 
-fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], n as u64)? {

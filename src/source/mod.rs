@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod discover;
 pub mod fingerprint;
+pub mod positions;
 pub mod reader;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -66,6 +67,11 @@ pub enum SourceError {
     /// Kafka refused to create the topic (reported and retried by the supervisor).
     #[error("topic {topic} could not be checked or created: {error}")]
     Topic { topic: String, error: KafkaError },
+    /// Exactly-once mode: a transaction could not be committed (or positions not restored). The
+    /// connector restarts: a new producer fences the old one and the positions of the last
+    /// committed transaction are read back from the offsets topic.
+    #[error("exactly-once transaction failed: {0}; restarting from the last committed positions")]
+    Transaction(KafkaError),
 }
 
 enum Event {
@@ -113,6 +119,12 @@ impl AckQueue {
     }
 
     fn ack(&mut self, seq: u64) {
+        match self.pending.front() {
+            // Stale: a line of content the file no longer has (it was truncated since).
+            None => return,
+            Some(front) if seq < front.0 => return,
+            _ => {}
+        }
         if self.pending.front().map(|p| p.0) != Some(seq) {
             self.early.insert(seq);
             return;
@@ -129,6 +141,14 @@ impl AckQueue {
     fn idle(&self) -> bool {
         self.pending.is_empty()
     }
+
+    /// Starts over at `offset` (the file was truncated), keeping sequence numbers unique so that
+    /// acknowledgements of the old content are recognised as stale.
+    fn restart_at(&mut self, offset: u64) {
+        self.pending.clear();
+        self.early.clear();
+        self.acked_offset = offset;
+    }
 }
 
 struct Tracked {
@@ -140,6 +160,17 @@ struct Tracked {
     last_growth: Instant,
     /// The path no longer leads to this file (rotated away or deleted): finish from the descriptor.
     detached: bool,
+    /// Exactly-once mode: the position written by the last committed transaction.
+    committed: u64,
+    /// A copy of a followed file (copytruncate): not read while the original still holds the
+    /// same bytes; once the original is truncated or finished, only the unread tail is read.
+    held_by: Option<FileId>,
+    /// The first bytes (up to the fingerprint size), to recognise a copy while it is written.
+    prefix: Vec<u8>,
+    /// A new file not yet told apart from a copy still being written: not read until it is.
+    unidentified_since: Option<Instant>,
+    /// The size seen by the last look, to re-check identity only when it changed.
+    last_size: u64,
 }
 
 /// Shared counters (read by status and metrics).
@@ -148,6 +179,7 @@ pub struct SourceStats {
     pub lines_sent: std::sync::atomic::AtomicU64,
     pub lines_acked: std::sync::atomic::AtomicU64,
     pub files: std::sync::atomic::AtomicU64,
+    pub transactions: std::sync::atomic::AtomicU64,
 }
 
 pub struct Source<'a> {
@@ -155,7 +187,69 @@ pub struct Source<'a> {
     cfg: &'a SourceConfig,
     props: KafkaProps,
     checkpoint_path: PathBuf,
+    daemon_id: String,
     pub stats: std::sync::Arc<SourceStats>,
+}
+
+/// What a file held before it was truncated in place: if a copy of it turns up (copytruncate),
+/// only the copy's unread tail is read.
+struct Truncation {
+    fingerprint: Fingerprint,
+    prefix: Vec<u8>,
+    position: u64,
+    at: Instant,
+}
+
+/// How long a new file whose first bytes so far equal those of a followed file may wait to be
+/// told apart from a copy being written (cp writes the copy after creating it empty).
+const IDENTIFY_GRACE: Duration = Duration::from_secs(2);
+
+/// What a new file (one with no checkpoint) is.
+#[derive(Debug)]
+enum Identity {
+    /// It starts with the bytes of a file that is still followed.
+    CopyOfLive(FileId),
+    /// It starts with what a truncated or finished file held: read from where that one stopped.
+    CopyOfGone(u64),
+    New,
+    /// Its bytes so far are a prefix of a known file's: wait for more.
+    Undecided,
+}
+
+fn identify(
+    file: &File,
+    myself: Option<FileId>,
+    files: &HashMap<FileId, Tracked>,
+    truncations: &[Truncation],
+) -> Identity {
+    let mut buf = [0u8; fingerprint::FINGERPRINT_BYTES];
+    let n = fingerprint::read_prefix(file, &mut buf).unwrap_or(0);
+    let have = &buf[..n];
+    let same =
+        |prefix: &[u8]| !prefix.is_empty() && have.len() >= prefix.len() && &have[..prefix.len()] == prefix;
+    // Records restored from a checkpoint know the content only by its fingerprint.
+    let by_fingerprint = |t: &Truncation| {
+        t.prefix.is_empty() && t.fingerprint.len > 0 && t.fingerprint.matches(file).unwrap_or(false)
+    };
+    if let Some(t) = truncations.iter().rev().find(|t| same(&t.prefix) || by_fingerprint(t)) {
+        return Identity::CopyOfGone(t.position);
+    }
+    let others = || files.iter().filter(|(id, _)| Some(**id) != myself);
+    if let Some((id, _)) = others().find(|(_, t)| t.held_by.is_none() && same(&t.prefix)) {
+        return Identity::CopyOfLive(*id);
+    }
+    let could_be = |prefix: &[u8]| prefix.len() > have.len() && prefix.starts_with(have);
+    if others().any(|(_, t)| could_be(&t.prefix)) || truncations.iter().any(|t| could_be(&t.prefix)) {
+        return Identity::Undecided;
+    }
+    Identity::New
+}
+
+/// Exactly-once mode: the open transaction.
+struct Txn {
+    open: bool,
+    lines: u64,
+    since: Instant,
 }
 
 impl<'a> Source<'a> {
@@ -164,9 +258,23 @@ impl<'a> Source<'a> {
         cfg: &'a SourceConfig,
         props: KafkaProps,
         state_dir: &Path,
+        daemon_id: &str,
     ) -> Self {
         let checkpoint_path = state_dir.join("sources").join(&connector.name).join("checkpoints.json");
-        Source { connector, cfg, props, checkpoint_path, stats: Default::default() }
+        Source {
+            connector,
+            cfg,
+            props,
+            checkpoint_path,
+            daemon_id: daemon_id.to_string(),
+            stats: Default::default(),
+        }
+    }
+
+    /// Derived from daemon_id and the connector name: two hosts running the same connector on
+    /// their own files never fence each other.
+    fn transactional_id(&self) -> String {
+        format!("macklake-{}-{}", self.daemon_id, self.connector.name)
     }
 
     /// Runs until `stop` is set, then drains: flushes the producer (within `drain`), writes the
@@ -206,8 +314,21 @@ impl<'a> Source<'a> {
             }
         }
 
+        let eos = self.cfg.exactly_once;
+        if eos {
+            let offsets = &self.cfg.offsets_topic;
+            let compact =
+                std::collections::BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+            admin::ensure_topic(&admin_config, offsets, Some(6), None, &compact, Duration::from_secs(10))
+                .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+        }
         let (tx, events) = mpsc::channel();
-        let producer: ThreadedProducer<SourceContext> = client::source_producer(&self.props)
+        let producer_config = if eos {
+            client::source_transactional_producer(&self.props, &self.transactional_id())
+        } else {
+            client::source_producer(&self.props)
+        };
+        let producer: ThreadedProducer<SourceContext> = producer_config
             .create_with_context(SourceContext { events: tx.clone() })
             .map_err(SourceError::Producer)?;
         let fs_tx = tx.clone();
@@ -219,8 +340,37 @@ impl<'a> Source<'a> {
 
         let discovery = Discovery::new(&self.cfg.paths, &self.cfg.exclude)?;
         let mut watched: HashSet<PathBuf> = HashSet::new();
-        let mut checkpoints = Checkpoints::load(&self.checkpoint_path)
-            .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?;
+        let mut checkpoints = if eos {
+            // Fences any earlier instance and settles its open transaction, so that the positions
+            // read next are those of the last committed transaction.
+            producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Transaction)?;
+            let (restored, truncated) = positions::restore(
+                &client::base(&self.props),
+                &self.cfg.offsets_topic,
+                &positions::key_prefix(&self.daemon_id, &self.connector.name),
+                Duration::from_secs(60),
+            )
+            .map_err(SourceError::Transaction)?;
+            Checkpoints::in_memory(restored, truncated)
+        } else {
+            Checkpoints::load(&self.checkpoint_path)
+                .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?
+        };
+        let mut txn = Txn { open: false, lines: 0, since: Instant::now() };
+        // Truncations recorded before the last stop (their copies may still turn up).
+        let now_unix = crate::fsutil::unix_now();
+        let mut truncations: Vec<Truncation> = checkpoints
+            .truncated
+            .iter()
+            .map(|t| Truncation {
+                fingerprint: t.fingerprint,
+                prefix: Vec::new(),
+                position: t.position,
+                at: Instant::now()
+                    .checked_sub(Duration::from_secs(now_unix.saturating_sub(t.seen_at)))
+                    .unwrap_or_else(Instant::now),
+            })
+            .collect();
         let first_start = !checkpoints.existed;
         let mut files: HashMap<FileId, Tracked> = HashMap::new();
         let mut slots: Vec<Option<FileId>> = Vec::new();
@@ -240,20 +390,36 @@ impl<'a> Source<'a> {
                         }
                     }
                 }
-                self.rescan(&discovery, &mut checkpoints, &mut files, &mut slots, first_start && initial);
+                self.rescan(
+                    &discovery,
+                    &mut checkpoints,
+                    &mut files,
+                    &mut slots,
+                    first_start && initial,
+                    &mut truncations,
+                );
                 initial = false;
                 rescan_at = Instant::now() + self.cfg.rescan_interval;
             }
             if stopping {
                 break;
             }
-            for t in files.values_mut() {
-                self.pump(&producer, t)?;
+            if eos && !txn.open {
+                producer.begin_transaction().map_err(SourceError::Transaction)?;
+                txn = Txn { open: true, lines: 0, since: Instant::now() };
             }
+            let sent_before = self.stats.lines_sent.load(Ordering::Relaxed);
+            self.settle_identities(&mut files, &truncations);
+            for t in files.values_mut() {
+                self.pump(&producer, t, &mut truncations)?;
+            }
+            txn.lines += self.stats.lines_sent.load(Ordering::Relaxed) - sent_before;
 
             // Wait for something to do: a filesystem event, an ack, or the poll tick (which also
             // catches growth that produced no event).
             let mut next = events.recv_timeout(Duration::from_millis(100)).ok();
+            // Bounded, so that a flood of acknowledgements cannot keep the loop from reading.
+            let turn = Instant::now();
             while let Some(event) = next {
                 match event {
                     Event::Ack { token, result } => {
@@ -274,16 +440,45 @@ impl<'a> Source<'a> {
                         rescan_at = Instant::now();
                     }
                 }
-                next = events.try_recv().ok();
+                next = if turn.elapsed() < Duration::from_millis(50) { events.try_recv().ok() } else { None };
             }
-            self.retire(&mut files, &mut slots, &mut checkpoints, &mut dirty);
-            if dirty && Instant::now() >= checkpoint_at {
-                self.save_checkpoints(&mut checkpoints, &files)?;
+            if eos
+                && txn.open
+                && txn.lines > 0
+                && (txn.since.elapsed() >= self.cfg.transaction_interval
+                    || txn.lines >= self.cfg.transaction_max_lines)
+            {
+                self.commit_transaction(
+                    &producer,
+                    &mut checkpoints,
+                    &mut files,
+                    &truncations,
+                    self.cfg.transaction_interval.max(Duration::from_secs(30)),
+                )?;
+                txn.open = false;
+            }
+            self.retire(&mut files, &mut slots, &mut checkpoints, &mut dirty, &mut truncations);
+            if !eos && dirty && Instant::now() >= checkpoint_at {
+                self.save_checkpoints(&mut checkpoints, &files, &truncations)?;
                 dirty = false;
                 checkpoint_at = Instant::now() + self.cfg.checkpoint_interval;
             }
         }
 
+        if eos {
+            // Drain: commit what the open transaction holds; if that cannot be done in time, the
+            // next start fences it (it is aborted) and resumes from the last committed positions.
+            if txn.open && txn.lines > 0 {
+                if let Err(error) =
+                    self.commit_transaction(&producer, &mut checkpoints, &mut files, &truncations, drain)
+                {
+                    tracing::warn!(connector = %self.connector.name, %error, "could not commit the last transaction while stopping; the next start resumes before it");
+                }
+            } else if txn.open {
+                let _ = producer.abort_transaction(Duration::from_secs(5));
+            }
+            return Ok(());
+        }
         // Drain: no new reads; wait for what is in flight, then record it.
         let deadline = Instant::now() + drain;
         let _ = producer.flush(deadline.saturating_duration_since(Instant::now()));
@@ -300,7 +495,7 @@ impl<'a> Source<'a> {
         if unacked > 0 {
             tracing::warn!(connector = %self.connector.name, unacked, "stopping with lines not yet acknowledged; they will be sent again at the next start");
         }
-        self.save_checkpoints(&mut checkpoints, &files)
+        self.save_checkpoints(&mut checkpoints, &files, &truncations)
     }
 
     /// Lists the watched tree: starts following new files, notices renamed and vanished ones.
@@ -311,8 +506,11 @@ impl<'a> Source<'a> {
         files: &mut HashMap<FileId, Tracked>,
         slots: &mut Vec<Option<FileId>>,
         first_start: bool,
+        truncations: &mut Vec<Truncation>,
     ) {
+        truncations.retain(|t| t.at.elapsed() < self.cfg.forget_after);
         let mut present: HashSet<FileId> = HashSet::new();
+        let mut new_files: Vec<(PathBuf, FileId)> = Vec::new();
         for path in discovery.scan() {
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
             if !meta.file_type().is_file() {
@@ -328,7 +526,13 @@ impl<'a> Source<'a> {
                 t.detached = false;
                 continue;
             }
-            match self.open(&path, id, checkpoints, first_start) {
+            new_files.push((path, id));
+        }
+        // Files with a checkpoint first: one of them may turn out to have been truncated, and
+        // what it held is needed to recognise a copy of it among the others.
+        new_files.sort_by_key(|(_, id)| !checkpoints.entries.contains_key(id));
+        for (path, id) in new_files {
+            match self.open(&path, id, checkpoints, first_start, files, truncations) {
                 Ok(Some(t)) => {
                     let slot = slots.iter().position(Option::is_none).unwrap_or_else(|| {
                         slots.push(None);
@@ -360,6 +564,8 @@ impl<'a> Source<'a> {
         id: FileId,
         checkpoints: &Checkpoints,
         first_start: bool,
+        files: &HashMap<FileId, Tracked>,
+        truncations: &mut Vec<Truncation>,
     ) -> std::io::Result<Option<Tracked>> {
         // O_NOFOLLOW: never read through a symlink planted at the last path component;
         // O_NONBLOCK: a FIFO swapped in after discovery cannot block the loop.
@@ -369,17 +575,42 @@ impl<'a> Source<'a> {
         if !meta.file_type().is_file() || FileId::of(&meta) != id {
             return Ok(None); // replaced between listing and opening: the next rescan sees the new one
         }
-        let fingerprint = Fingerprint::of(&file)?;
+        let (fingerprint, prefix) = Fingerprint::with_prefix(&file)?;
         let size = meta.len();
+        let mut held_by = None;
+        let mut unidentified_since = None;
         let offset = match checkpoints.entries.get(&id) {
             Some(e) if e.fingerprint.len > 0 && e.fingerprint.matches(&file)? && size >= e.offset => e.offset,
             Some(e) if e.fingerprint.len == 0 && size >= e.offset => e.offset,
-            Some(_) => {
+            Some(e) => {
                 tracing::warn!(connector = %self.connector.name, path = %path.display(), "file was truncated or its inode reused; reading it from the start");
+                // What it held may turn up as a copy (copytruncate while we were down).
+                // (Its bytes are unknown now; a copy is recognised by fingerprint alone.)
+                truncations.push(Truncation {
+                    fingerprint: e.fingerprint,
+                    prefix: Vec::new(),
+                    position: e.offset,
+                    at: Instant::now(),
+                });
                 0
             }
-            None if first_start && self.cfg.start_at == StartAt::End => size,
-            None => 0,
+            None => match identify(&file, None, files, truncations) {
+                Identity::CopyOfGone(position) => {
+                    tracing::info!(connector = %self.connector.name, path = %path.display(), position, "a copy of a truncated file (copytruncate): reading only its unread tail");
+                    position.min(size)
+                }
+                Identity::CopyOfLive(orig) => {
+                    tracing::info!(connector = %self.connector.name, path = %path.display(), "a copy of a followed file (copytruncate): held until the original is truncated");
+                    held_by = Some(orig);
+                    0
+                }
+                Identity::Undecided => {
+                    unidentified_since = Some(Instant::now());
+                    0
+                }
+                Identity::New if first_start && self.cfg.start_at == StartAt::End => size,
+                Identity::New => 0,
+            },
         };
         let reader = Reader::new(file, offset, self.cfg.max_line_bytes, self.cfg.long_lines);
         Ok(Some(Tracked {
@@ -390,26 +621,62 @@ impl<'a> Source<'a> {
             acks: AckQueue::new(offset),
             last_growth: Instant::now(),
             detached: false,
+            committed: offset,
+            held_by,
+            prefix,
+            unidentified_since,
+            last_size: size,
         }))
     }
 
     /// Reads what is new in one file and sends it.
-    fn pump(&self, producer: &ThreadedProducer<SourceContext>, t: &mut Tracked) -> Result<(), SourceError> {
+    fn pump(
+        &self,
+        producer: &ThreadedProducer<SourceContext>,
+        t: &mut Tracked,
+        truncations: &mut Vec<Truncation>,
+    ) -> Result<(), SourceError> {
+        if t.held_by.is_some() {
+            return Ok(());
+        }
+        if t.unidentified_since.is_some() {
+            return Ok(()); // see settle_identities
+        }
         let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-        if size < t.reader.read_position() {
+        // Truncated (it is shorter than what was read), or truncated and rewritten past that
+        // point between two looks (its first bytes changed).
+        let rewritten = size >= t.reader.read_position()
+            && size != t.last_size
+            && t.fingerprint.complete()
+            && !t.fingerprint.matches(t.reader.file()).unwrap_or(true);
+        t.last_size = size;
+        if size < t.reader.read_position() || rewritten {
             // Truncated in place (copytruncate, or `> file`): what is there now is new content.
-            tracing::warn!(connector = %self.connector.name, path = %t.path.display(), "file truncated; reading it again from the start");
+            tracing::warn!(connector = %self.connector.name, path = %t.path.display(), position = t.reader.position(), size, rewritten, "file truncated; reading it again from the start");
+            if t.fingerprint.len > 0 {
+                truncations.push(Truncation {
+                    fingerprint: t.fingerprint,
+                    prefix: std::mem::take(&mut t.prefix),
+                    position: t.reader.position(),
+                    at: Instant::now(),
+                });
+            }
             let file = t
                 .reader
                 .file()
                 .try_clone()
                 .map_err(|source| SourceError::Checkpoint { path: t.path.clone(), source })?;
             t.reader = Reader::new(file, 0, self.cfg.max_line_bytes, self.cfg.long_lines);
-            t.acks = AckQueue::new(0);
+            t.acks.restart_at(0);
+            t.committed = 0;
             t.fingerprint = Fingerprint::default();
+            t.prefix.clear();
         }
         if !t.fingerprint.complete() && size > u64::from(t.fingerprint.len) {
-            t.fingerprint = Fingerprint::of(t.reader.file()).unwrap_or(t.fingerprint);
+            if let Ok((fp, prefix)) = Fingerprint::with_prefix(t.reader.file()) {
+                t.fingerprint = fp;
+                t.prefix = prefix;
+            }
         }
         let path_bytes = t.path.as_os_str().as_bytes();
         let slot = t.slot;
@@ -459,6 +726,12 @@ impl<'a> Source<'a> {
             .reader
             .poll(READ_BUDGET, &mut send)
             .map_err(|source| SourceError::Checkpoint { path: t.path.clone(), source })?;
+        // The bytes just read are the content's identity, whatever happens to the file next.
+        let head = t.reader.head();
+        if head.len() > t.prefix.len() {
+            t.prefix = head.to_vec();
+            t.fingerprint = Fingerprint::of_bytes(head);
+        }
         if read > 0 {
             t.last_growth = Instant::now();
         } else if t.detached
@@ -502,6 +775,63 @@ impl<'a> Source<'a> {
         Ok(true)
     }
 
+    /// Decides what new files that might be copies still being written are, once they can be
+    /// told apart (or the grace period is over).
+    fn settle_identities(&self, files: &mut HashMap<FileId, Tracked>, truncations: &[Truncation]) {
+        let pending: Vec<FileId> =
+            files.iter().filter(|(_, t)| t.unidentified_since.is_some()).map(|(id, _)| *id).collect();
+        for id in pending {
+            let identity = match files.get(&id) {
+                Some(t) => identify(t.reader.file(), Some(id), files, truncations),
+                None => continue,
+            };
+            let Some(t) = files.get_mut(&id) else { continue };
+            tracing::debug!(connector = %self.connector.name, path = %t.path.display(), identity = ?identity, truncations = truncations.len(), "identifying a new file");
+            match identity {
+                Identity::Undecided if t.unidentified_since.is_some_and(|s| s.elapsed() < IDENTIFY_GRACE) => {
+                    continue;
+                }
+                Identity::CopyOfLive(orig) => {
+                    tracing::info!(connector = %self.connector.name, path = %t.path.display(), "a copy of a followed file (copytruncate): held until the original is truncated");
+                    t.held_by = Some(orig);
+                }
+                Identity::CopyOfGone(position) => {
+                    let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
+                    let start = position.min(size);
+                    if let Ok(file) = t.reader.file().try_clone() {
+                        tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, "a copy of a truncated file (copytruncate): reading only its unread tail");
+                        t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines);
+                        t.acks.restart_at(start);
+                        t.committed = start;
+                    }
+                }
+                Identity::New | Identity::Undecided => {}
+            }
+            t.unidentified_since = None;
+        }
+    }
+
+    /// Releases held copies whose original was truncated or finished: they start where the
+    /// original's reading of the same bytes stopped.
+    fn release_copies(&self, files: &mut HashMap<FileId, Tracked>, truncations: &[Truncation]) {
+        for t in files.values_mut() {
+            let Some(orig) = t.held_by else { continue };
+            let Some(tr) =
+                truncations.iter().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
+            else {
+                continue;
+            };
+            let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
+            let start = tr.position.min(size);
+            let Ok(file) = t.reader.file().try_clone() else { continue };
+            tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, original = ?orig, "copy released: reading its unread tail");
+            t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines);
+            t.acks = AckQueue::new(start);
+            t.committed = start;
+            t.held_by = None;
+        }
+    }
+
     /// Stops following detached files that are finished: read to the end and all acknowledged.
     fn retire(
         &self,
@@ -509,17 +839,32 @@ impl<'a> Source<'a> {
         slots: &mut [Option<FileId>],
         checkpoints: &mut Checkpoints,
         dirty: &mut bool,
+        truncations: &mut Vec<Truncation>,
     ) {
+        self.release_copies(files, truncations);
         let done: Vec<FileId> = files
             .iter()
             .filter(|(_, t)| {
                 let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-                t.detached && !t.reader.has_partial() && t.reader.read_position() >= size && t.acks.idle()
+                t.detached
+                    && !t.reader.has_partial()
+                    && t.reader.read_position() >= size
+                    && t.acks.idle()
+                    && (!self.cfg.exactly_once || t.committed == t.reader.position())
             })
             .map(|(id, _)| *id)
             .collect();
         for id in done {
             if let Some(t) = files.remove(&id) {
+                // A copy of it may be held: it can now read what this one did not.
+                if t.fingerprint.len > 0 {
+                    truncations.push(Truncation {
+                        fingerprint: t.fingerprint,
+                        prefix: t.prefix.clone(),
+                        position: t.reader.position(),
+                        at: Instant::now(),
+                    });
+                }
                 slots[t.slot] = None;
                 checkpoints.entries.insert(id, entry(&t, id));
                 *dirty = true;
@@ -528,12 +873,112 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// Exactly-once mode: adds the new position of every followed file (and tombstones for files
+    /// forgotten) to the open transaction and commits it. A commit that times out is retried,
+    /// never blindly aborted: it may have been applied (librdkafka does not bump the producer
+    /// epoch per transaction, so a late abort could land on the next one). Any other failure is
+    /// returned, and the connector restarts with a new producer that fences this one.
+    fn commit_transaction(
+        &self,
+        producer: &ThreadedProducer<SourceContext>,
+        checkpoints: &mut Checkpoints,
+        files: &mut HashMap<FileId, Tracked>,
+        truncations: &[Truncation],
+        timeout: Duration,
+    ) -> Result<(), SourceError> {
+        let prefix = positions::key_prefix(&self.daemon_id, &self.connector.name);
+        let now = crate::fsutil::unix_now();
+        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
+            let mut e = entry(t, *id);
+            e.offset = t.reader.position();
+            records.push((
+                positions::key(&prefix, *id),
+                Some(
+                    serde_json::to_vec(&e)
+                        .map_err(|e| SourceError::Transaction(KafkaError::Subscription(e.to_string())))?,
+                ),
+            ));
+        }
+        let forget = self.cfg.forget_after.as_secs();
+        let gone: Vec<FileId> = checkpoints
+            .entries
+            .iter()
+            .filter(|(id, e)| !files.contains_key(id) && now.saturating_sub(e.seen_at) >= forget)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            records.push((positions::key(&prefix, *id), None));
+        }
+        // What truncated files held, so that a copy found after a restart is read only from where
+        // the original stopped; and tombstones for those forgotten since the last commit.
+        let current = truncated_records(truncations);
+        for t in &current {
+            let value = serde_json::to_vec(t)
+                .map_err(|e| SourceError::Transaction(KafkaError::Subscription(e.to_string())))?;
+            records.push((positions::truncated_key(&prefix, t), Some(value)));
+        }
+        for t in checkpoints
+            .truncated
+            .iter()
+            .filter(|old| !current.iter().any(|c| c.fingerprint == old.fingerprint))
+        {
+            records.push((positions::truncated_key(&prefix, t), None));
+        }
+        // Position records carry a token no file slot uses: their delivery reports are ignored
+        // (a failed one makes the commit fail, which is what matters).
+        let token = usize::MAX;
+        for (key, value) in &records {
+            loop {
+                let mut record =
+                    BaseRecord::<str, [u8], usize>::with_opaque_to(&self.cfg.offsets_topic, token)
+                        .key(key.as_str());
+                if let Some(v) = value {
+                    record = record.payload(v.as_slice());
+                }
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((error, _)) => return Err(SourceError::Transaction(error)),
+                }
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match producer.commit_transaction(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)),
+            ) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::warn!(connector = %self.connector.name, error = %e, "transaction commit not confirmed yet; retrying the commit");
+                }
+                Err(error) => return Err(SourceError::Transaction(error)),
+            }
+        }
+        for id in gone {
+            checkpoints.entries.remove(&id);
+        }
+        checkpoints.truncated = current;
+        for (id, t) in files.iter_mut().filter(|(_, t)| t.held_by.is_none()) {
+            t.committed = t.reader.position();
+            let mut e = entry(t, *id);
+            e.offset = t.committed;
+            checkpoints.entries.insert(*id, e);
+        }
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn save_checkpoints(
         &self,
         checkpoints: &mut Checkpoints,
         files: &HashMap<FileId, Tracked>,
+        truncations: &[Truncation],
     ) -> Result<(), SourceError> {
-        for (id, t) in files {
+        checkpoints.truncated = truncated_records(truncations);
+        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
             checkpoints.entries.insert(*id, entry(t, *id));
         }
         let forgotten =
@@ -545,6 +990,19 @@ impl<'a> Source<'a> {
             .save()
             .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })
     }
+}
+
+/// The truncations worth persisting (what they held, how far it was read, when).
+fn truncated_records(truncations: &[Truncation]) -> Vec<checkpoint::Truncated> {
+    let now = crate::fsutil::unix_now();
+    truncations
+        .iter()
+        .map(|t| checkpoint::Truncated {
+            fingerprint: t.fingerprint,
+            position: t.position,
+            seen_at: now.saturating_sub(t.at.elapsed().as_secs()),
+        })
+        .collect()
 }
 
 fn entry(t: &Tracked, id: FileId) -> Entry {

@@ -53,6 +53,9 @@ pub struct Reader {
     max_line: usize,
     policy: LongLinePolicy,
     pub stats: LongLineStats,
+    /// The file's first bytes as this reader read them (when it started at offset 0): the
+    /// content's identity even if the file is truncated a moment later.
+    head: Vec<u8>,
 }
 
 impl Reader {
@@ -66,6 +69,7 @@ impl Reader {
             max_line: usize::try_from(max_line).unwrap_or(usize::MAX).max(1),
             policy,
             stats: LongLineStats::default(),
+            head: Vec::new(),
         }
     }
 
@@ -81,6 +85,11 @@ impl Reader {
     /// The next byte not yet read from the file.
     pub fn read_position(&self) -> u64 {
         self.buf_start + self.buf.len() as u64
+    }
+
+    /// The first bytes of the file (up to the fingerprint size) as read, if reading began at 0.
+    pub fn head(&self) -> &[u8] {
+        &self.head
     }
 
     /// True if bytes of an unterminated line are waiting.
@@ -134,6 +143,12 @@ impl Reader {
         let result = self.file.read_at(&mut self.buf[old..], self.buf_start + old as u64);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
+        let at = self.buf_start + old as u64;
+        let want = super::fingerprint::FINGERPRINT_BYTES;
+        if at == self.head.len() as u64 && self.head.len() < want {
+            let take = n.min(want - self.head.len());
+            self.head.extend_from_slice(&self.buf[old..old + take]);
+        }
         result
     }
 

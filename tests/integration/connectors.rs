@@ -18,7 +18,7 @@ fn the_seed_scenario_ten_lines_arrive_in_order_and_nothing_else() {
     kafka::delete_topic(&bootstrap, "macklake-topic");
     let mut d = Daemon::new(&bootstrap, "seed-host");
     d.source("seed-source", "macklake-topic", 1);
-    d.sink("seed-archive", &["macklake-topic"], "");
+    d.sink(&support::unique("seed-archive"), &["macklake-topic"], "");
     d.start();
     let lines: Vec<String> = (0..10).map(|i| format!("Mensagem {i} - Teste de mensagem Kafka")).collect();
     append(&d.logs.join("mensagens_produzidas.log"), &lines);
@@ -43,7 +43,7 @@ fn a_multi_file_multi_partition_stream_of_100k_lines_arrives_complete() {
     let topic = support::unique("bulk");
     let mut d = Daemon::new(&bootstrap, "bulk-host");
     d.source("bulk-source", &topic, 6);
-    d.sink("bulk-archive", &[&topic], "rotate_bytes = \"1MiB\"");
+    d.sink(&support::unique("bulk-archive"), &[&topic], "rotate_bytes = \"1MiB\"");
     let files = 4;
     let per_file = 25_000;
     let mut expected = Vec::new();
@@ -91,7 +91,7 @@ fn restarting_the_daemon_with_sigterm_mid_stream_loses_and_repeats_nothing() {
     let topic = support::unique("restart");
     let mut d = Daemon::new(&bootstrap, "restart-host");
     d.source("restart-source", &topic, 3);
-    d.sink("restart-archive", &[&topic], "");
+    d.sink(&support::unique("restart-archive"), &[&topic], "");
     d.start();
     let logs = d.logs.clone();
     let writer = std::thread::spawn(move || stream(&logs, 2, 200, 50, Duration::from_millis(50)));
@@ -142,7 +142,7 @@ fn killing_a_broker_mid_stream_loses_nothing() {
     let topic = support::unique("broker-loss");
     let mut d = Daemon::new(&bootstrap, "broker-loss-host");
     d.source("bl-source", &topic, 3);
-    d.sink("bl-archive", &[&topic], "");
+    d.sink(&support::unique("bl-archive"), &[&topic], "");
     d.start();
     let logs = d.logs.clone();
     let writer = std::thread::spawn(move || stream(&logs, 2, 200, 50, Duration::from_millis(50)));
@@ -169,7 +169,7 @@ fn a_malformed_connector_file_is_rejected_with_its_name_while_the_others_run() {
     let topic = support::unique("beside-bad");
     let mut d = Daemon::new(&bootstrap, "bad-file-host");
     d.source("good-source", &topic, 1);
-    d.sink("good-archive", &[&topic], "");
+    d.sink(&support::unique("good-archive"), &[&topic], "");
     d.connector("broken.toml", "name = \"broken\"\nkind = \"file-sink\"\ntopic = [\"x\"]\ndir = \"/tmp\"\n");
     let check = run(&["check", "--config", d.config.to_str().expect("utf-8")]);
     assert_eq!(check.status.code(), Some(1));
@@ -226,7 +226,7 @@ fn started_with_kafka_down_it_moves_data_once_kafka_is_up() {
             d.logs.display()
         ),
     );
-    d.sink("late-archive", &["late"], "");
+    d.sink(&support::unique("late-archive"), &["late"], "");
     d.start();
     let lines: Vec<String> = (0..50).map(|i| format!("written while Kafka was down {i}")).collect();
     append(&d.logs.join("early.log"), &lines);

@@ -6,3 +6,5 @@ mod support;
 
 mod cluster;
 mod connectors;
+mod exactly_once;
+mod rotation;

@@ -86,7 +86,10 @@ impl Daemon {
         let child = super::macklake()
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("MACKLAKE_LOG", "info,librdkafka=warn")
+            .env(
+                "MACKLAKE_LOG",
+                std::env::var("MACKLAKE_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -137,6 +140,16 @@ impl Daemon {
     /// rotated files by offset range, then the active file).
     pub fn archived(&self, topic: &str) -> Vec<String> {
         archived_lines(&self.archive.join(topic))
+    }
+
+    /// `assert_exactly_once` on this daemon's archive of `topic`, with its log on failure.
+    pub fn assert_archived_once(&self, topic: &str, expected: &[String]) {
+        let archived = self.archived(topic);
+        let result = std::panic::catch_unwind(|| assert_exactly_once(&archived, expected));
+        if let Err(panic) = result {
+            eprintln!("--- daemon log ---\n{}", tail(&self.log(), 80));
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Waits until the sink holds at least `n` lines of `topic`; returns them.

@@ -74,16 +74,24 @@ pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Strin
     tpl.add_partition_offset(topic, partition, Offset::Beginning).expect("tpl");
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
-    let mut next = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while next < high {
+    // Under read_committed the last offsets may be transaction markers or aborted records, which
+    // are never delivered: the consumer's position, not the last record, says when we are done.
+    let position = |c: &BaseConsumer| -> i64 {
+        let Ok(list) = c.position() else { return 0 };
+        match list.find_partition(topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        }
+    };
+    while position(&consumer) < high {
         assert!(
             std::time::Instant::now() < deadline,
-            "reading {topic}/{partition}: stuck at {next} of {high}"
+            "reading {topic}/{partition}: stuck at {} of {high}",
+            position(&consumer)
         );
-        if let Some(msg) = consumer.poll(Duration::from_millis(500)) {
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
             let msg = msg.expect("consume");
-            next = msg.offset() + 1;
             out.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
         }
     }
@@ -111,4 +119,10 @@ pub fn delete_topic(bootstrap: &str, topic: &str) {
         matches!(macklake::kafka::admin::topic_partitions(&probe, topic, Duration::from_secs(5)), Ok(None))
             .then_some(())
     });
+}
+
+/// Every record of every partition of `topic` (read_committed), partition by partition.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<String> {
+    let partitions = replicas(bootstrap, topic).len() as i32;
+    (0..partitions).flat_map(|p| read_partition(bootstrap, topic, p)).collect()
 }
