@@ -118,6 +118,27 @@ fn stream_until(
     all
 }
 
+/// Runs `chaos` against the daemon while lines stream into its logs; returns every line written.
+fn streaming(d: &mut Daemon, chaos: impl FnOnce(&mut Daemon)) -> Vec<String> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (dir, flag) = (d.logs.clone(), stop.clone());
+    let writer = std::thread::spawn(move || stream_until(dir, 2, flag));
+    chaos(d);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer")
+}
+
+/// SIGKILLs and restarts the daemon `n` times, 2.5 s apart.
+fn kill_repeatedly(d: &mut Daemon, n: usize) {
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(2500));
+        d.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        d.start();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+}
+
 fn eos_daemon(name: &str, kafka: &str) -> (Daemon, String) {
     let bootstrap = support::bootstrap();
     let topic = support::unique(name);
@@ -143,18 +164,7 @@ fn an_exactly_once_source_killed_mid_stream_writes_each_line_once() {
     let _cluster = support::shared_cluster();
     let (mut d, topic) = eos_daemon("eos-kill", "");
     d.start();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (dir, flag) = (d.logs.clone(), stop.clone());
-    let writer = std::thread::spawn(move || stream_until(dir, 2, flag));
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(2500));
-        d.kill();
-        std::thread::sleep(Duration::from_millis(300));
-        d.start();
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let expected = writer.join().expect("writer");
+    let expected = streaming(&mut d, |d| kill_repeatedly(d, 3));
     d.wait_archived(&topic, expected.len(), Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(2));
     assert_exactly_once(&kafka::read_topic(&support::bootstrap(), &topic), &expected);
@@ -169,17 +179,14 @@ fn a_pause_longer_than_the_transaction_timeout_recovers_exactly_once() {
     let _cluster = support::shared_cluster();
     let (mut d, topic) = eos_daemon("eos-pause", "[kafka]\n\"transaction.timeout.ms\" = \"3000\"");
     d.start();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (dir, flag) = (d.logs.clone(), stop.clone());
-    let writer = std::thread::spawn(move || stream_until(dir, 2, flag));
-    std::thread::sleep(Duration::from_secs(3));
-    let pid = nix::unistd::Pid::from_raw(d.pid());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-    std::thread::sleep(Duration::from_secs(16));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let expected = writer.join().expect("writer");
+    let expected = streaming(&mut d, |d| {
+        std::thread::sleep(Duration::from_secs(3));
+        let pid = nix::unistd::Pid::from_raw(d.pid());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        std::thread::sleep(Duration::from_secs(16));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+        std::thread::sleep(Duration::from_secs(3));
+    });
     d.wait_archived(&topic, expected.len(), Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(2));
     assert_exactly_once(&kafka::read_topic(&support::bootstrap(), &topic), &expected);
@@ -198,18 +205,7 @@ fn an_at_least_once_source_killed_mid_stream_loses_nothing() {
     d.source("alo-source", &topic, 3);
     d.sink(&support::unique("alo-sink"), &[&topic], FAST_FAILOVER);
     d.start();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (dir, flag) = (d.logs.clone(), stop.clone());
-    let writer = std::thread::spawn(move || stream_until(dir, 2, flag));
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(2500));
-        d.kill();
-        std::thread::sleep(Duration::from_millis(300));
-        d.start();
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let expected = writer.join().expect("writer");
+    let expected = streaming(&mut d, |d| kill_repeatedly(d, 3));
     d.wait_archived(&topic, expected.len(), Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(2));
     let archived = d.archived(&topic);
