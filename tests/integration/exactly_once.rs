@@ -222,3 +222,82 @@ fn an_at_least_once_source_killed_mid_stream_loses_nothing() {
     assert_eq!(kafka::read_topic(&bootstrap, &topic).len(), archived.len());
     assert!(d.stop().success());
 }
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<Mount> {
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Mount(dir.to_path_buf()))
+}
+
+/// The sink's disk fills up: the sink stalls with a clear error, never commits past what is on
+/// disk, and once there is room again it finishes with every record exactly once.
+#[test]
+fn a_full_sink_disk_stalls_the_sink_and_it_recovers_exactly_once() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let mut d = Daemon::new(&bootstrap, "full-disk-host");
+    let Some(mount) = mount_tmpfs(&d.archive, "256k") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let topic = support::unique("full-disk");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let records: Vec<String> = (0..4000).map(|i| format!("record {i:05} {}", "x".repeat(180))).collect();
+    kafka::produce_all(&bootstrap, &topic, 0, &records);
+    d.sink(&support::unique("full-disk-sink"), &[&topic], "commit_interval = \"200ms\"");
+    d.start();
+    d.wait_log("No space left on device", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(d.archived(&topic).len() < records.len(), "the disk cannot hold them all");
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(&mount.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(grown, "remounting the tmpfs larger");
+    d.wait_archived(&topic, records.len(), Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.stop().success());
+    d.assert_archived_once(&topic, &records);
+    drop(mount);
+}
+
+/// Every broker down for two minutes while lines keep coming: the exactly-once source and the
+/// sink wait (reporting why) and recover by themselves, with every line once. Slow: --long.
+#[test]
+#[ignore = "long: run by scripts/test --long"]
+fn a_cluster_outage_of_minutes_is_ridden_out_exactly_once() {
+    let _cluster = support::exclusive_cluster();
+    let dir = support::cluster_dir();
+    let dir = dir.to_str().expect("utf-8").to_string();
+    let (mut d, topic) = eos_daemon("outage", "");
+    d.start();
+    let expected = streaming(&mut d, |_| {
+        std::thread::sleep(Duration::from_secs(3));
+        for node in ["1", "2", "3"] {
+            let out = crate::support::run(&["cluster", "kill", node, "--dir", &dir]);
+            assert!(out.status.success(), "kill {node}");
+        }
+        std::thread::sleep(Duration::from_secs(120));
+        let out = crate::support::run(&["cluster", "up", "--dir", &dir]);
+        assert!(out.status.success(), "cluster up: {}", crate::support::text(&out.stderr));
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    d.wait_archived(&topic, expected.len(), Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_exactly_once(&kafka::read_topic(&support::bootstrap(), &topic), &expected);
+    d.assert_archived_once(&topic, &expected);
+    assert!(d.stop().success());
+}
