@@ -56,6 +56,10 @@ pub struct SourceConfig {
     pub max_line_bytes: u64,
     #[serde(default)]
     pub long_lines: LongLinePolicy,
+    /// Where the first `max_line_bytes` of every over-long line also go, with headers giving the
+    /// reason, the path, the offset and the original length (created if missing).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
     /// How often the watched directories are listed again, in case a filesystem event was lost.
     #[serde(default = "defaults::rescan_interval", with = "units::duration")]
     pub rescan_interval: Duration,
@@ -363,6 +367,9 @@ fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), Conf
     validate_topic(&c.topic.name).map_err(|m| ConfigError::at_key(file, text, table, key, m))?;
     validate_topic(&c.offsets_topic)
         .map_err(|m| ConfigError::at_key(file, text, None, "offsets_topic", m))?;
+    if let Some(t) = &c.dead_letter_topic {
+        validate_topic(t).map_err(|m| ConfigError::at_key(file, text, None, "dead_letter_topic", m))?;
+    }
     if c.transaction_max_lines == 0 {
         return Err(ConfigError::at_key(file, text, None, "transaction_max_lines", "must be at least 1"));
     }

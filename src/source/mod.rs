@@ -44,6 +44,9 @@ use reader::{Flow, Line, Reader};
 /// Header names on every record.
 pub const HEADER_PATH: &str = "macklake.path";
 pub const HEADER_OFFSET: &str = "macklake.offset";
+/// Dead letters only: why the line is there, and its length in the file.
+pub const HEADER_REASON: &str = "macklake.reason";
+pub const HEADER_ORIGINAL_LENGTH: &str = "macklake.original_length";
 
 /// Bytes one file may contribute per loop turn, so that one busy file does not starve the others.
 const READ_BUDGET: usize = 1024 * 1024;
@@ -180,6 +183,7 @@ pub struct SourceStats {
     pub lines_acked: std::sync::atomic::AtomicU64,
     pub files: std::sync::atomic::AtomicU64,
     pub transactions: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
 }
 
 pub struct Source<'a> {
@@ -321,6 +325,10 @@ impl<'a> Source<'a> {
                 std::collections::BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
             admin::ensure_topic(&admin_config, offsets, Some(6), None, &compact, Duration::from_secs(10))
                 .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+        }
+        if let Some(dlq) = &self.cfg.dead_letter_topic {
+            admin::ensure_topic(&admin_config, dlq, None, None, &Default::default(), Duration::from_secs(10))
+                .map_err(|error| SourceError::Topic { topic: dlq.clone(), error })?;
         }
         let (tx, events) = mpsc::channel();
         let producer_config = if eos {
@@ -612,7 +620,8 @@ impl<'a> Source<'a> {
                 Identity::New => 0,
             },
         };
-        let reader = Reader::new(file, offset, self.cfg.max_line_bytes, self.cfg.long_lines);
+        let reader = Reader::new(file, offset, self.cfg.max_line_bytes, self.cfg.long_lines)
+            .with_dead_letters(self.cfg.dead_letter_topic.is_some());
         Ok(Some(Tracked {
             slot: 0,
             path: path.to_path_buf(),
@@ -666,7 +675,8 @@ impl<'a> Source<'a> {
                 .file()
                 .try_clone()
                 .map_err(|source| SourceError::Checkpoint { path: t.path.clone(), source })?;
-            t.reader = Reader::new(file, 0, self.cfg.max_line_bytes, self.cfg.long_lines);
+            t.reader = Reader::new(file, 0, self.cfg.max_line_bytes, self.cfg.long_lines)
+                .with_dead_letters(self.cfg.dead_letter_topic.is_some());
             t.acks.restart_at(0);
             t.committed = 0;
             t.fingerprint = Fingerprint::default();
@@ -685,7 +695,40 @@ impl<'a> Source<'a> {
         let mut failure: Option<SourceError> = None;
         let acks = &mut t.acks;
         let stats = &self.stats;
+        let dead_letter_topic = self.cfg.dead_letter_topic.as_deref();
+        let max_line = self.cfg.max_line_bytes;
         let mut send = |line: Line<'_>| -> Flow {
+            if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
+                let seq = acks.next_seq;
+                let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
+                let (offset, length) = (dl.start.to_string(), dl.original_len.to_string());
+                let reason = format!("line longer than max_line_bytes ({max_line})");
+                let headers = OwnedHeaders::new_with_capacity(4)
+                    .insert(Header { key: HEADER_REASON, value: Some(reason.as_bytes()) })
+                    .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
+                    .insert(Header { key: HEADER_OFFSET, value: Some(offset.as_bytes()) })
+                    .insert(Header { key: HEADER_ORIGINAL_LENGTH, value: Some(length.as_bytes()) });
+                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, token)
+                    .payload(dl.head)
+                    .key(path_bytes)
+                    .headers(headers);
+                return match producer.send(record) {
+                    Ok(()) => {
+                        acks.push(line.end);
+                        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        Flow::Continue
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Flow::Stop,
+                    Err((error, _)) => {
+                        failure = Some(SourceError::Delivery {
+                            path: PathBuf::from(std::ffi::OsStr::from_bytes(path_bytes)),
+                            offset: dl.start,
+                            error,
+                        });
+                        Flow::Stop
+                    }
+                };
+            }
             let Some(payload) = line.payload else {
                 // Bytes dropped by the long-line policy: nothing to wait for.
                 let seq = acks.push(line.end);
@@ -800,7 +843,8 @@ impl<'a> Source<'a> {
                     let start = position.min(size);
                     if let Ok(file) = t.reader.file().try_clone() {
                         tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, "a copy of a truncated file (copytruncate): reading only its unread tail");
-                        t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines);
+                        t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
+                            .with_dead_letters(self.cfg.dead_letter_topic.is_some());
                         t.acks.restart_at(start);
                         t.committed = start;
                     }
@@ -825,7 +869,8 @@ impl<'a> Source<'a> {
             let start = tr.position.min(size);
             let Ok(file) = t.reader.file().try_clone() else { continue };
             tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, original = ?orig, "copy released: reading its unread tail");
-            t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines);
+            t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
+                .with_dead_letters(self.cfg.dead_letter_topic.is_some());
             t.acks = AckQueue::new(start);
             t.committed = start;
             t.held_by = None;

@@ -24,6 +24,26 @@ pub struct Line<'a> {
     pub start: u64,
     /// File offset just after the last byte covered (the checkpoint once this is acknowledged).
     pub end: u64,
+    /// Set (with `payload: None`, covering no bytes) after an over-long line has been handed out,
+    /// when dead letters are asked for: its first bytes and its full length.
+    pub dead_letter: Option<DeadLetter<'a>>,
+}
+
+/// An over-long line, for the dead-letter topic.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeadLetter<'a> {
+    /// Its first `max_line` bytes.
+    pub head: &'a [u8],
+    /// File offset of its first byte.
+    pub start: u64,
+    /// Its length without the line terminator.
+    pub original_len: u64,
+}
+
+/// An over-long line being handed out: where it began and its first bytes.
+struct LongLine {
+    start: u64,
+    head: Vec<u8>,
 }
 
 /// The callback's answer: `Stop` leaves the offered piece unconsumed (offered again next time).
@@ -56,6 +76,11 @@ pub struct Reader {
     /// The file's first bytes as this reader read them (when it started at offset 0): the
     /// content's identity even if the file is truncated a moment later.
     head: Vec<u8>,
+    /// Whether over-long lines are reported as dead letters.
+    dead_letters: bool,
+    long: Option<LongLine>,
+    /// A finished over-long line whose dead letter is still to be handed out.
+    pending_dead_letter: Option<(LongLine, u64, u64)>,
 }
 
 impl Reader {
@@ -70,7 +95,35 @@ impl Reader {
             policy,
             stats: LongLineStats::default(),
             head: Vec::new(),
+            dead_letters: false,
+            long: None,
+            pending_dead_letter: None,
         }
+    }
+
+    /// Also hand out a dead letter after every over-long line.
+    pub fn with_dead_letters(mut self, on: bool) -> Reader {
+        self.dead_letters = on;
+        self
+    }
+
+    /// An over-long line ended at `content_end` (file offset of its last content byte + 1): its
+    /// dead letter is handed out before anything else, at `at` (the end of what was consumed).
+    fn finish_long(&mut self, content_end: u64, at: u64) {
+        if let Some(long) = self.long.take() {
+            let original_len = content_end - long.start;
+            self.pending_dead_letter = Some((long, original_len, at));
+        }
+    }
+
+    fn offer_dead_letter(&mut self, f: &mut impl FnMut(Line<'_>) -> Flow) -> Flow {
+        let Some((long, original_len, at)) = self.pending_dead_letter.take() else { return Flow::Continue };
+        let dead_letter = Some(DeadLetter { head: &long.head, start: long.start, original_len });
+        if f(Line { payload: None, start: at, end: at, dead_letter }) == Flow::Stop {
+            self.pending_dead_letter = Some((long, original_len, at));
+            return Flow::Stop;
+        }
+        Flow::Continue
     }
 
     pub fn file(&self) -> &File {
@@ -124,10 +177,12 @@ impl Reader {
         let start = self.position();
         let end = self.read_position();
         let payload = if self.discarding { None } else { Some(&self.buf[self.consumed..]) };
-        let flow = f(Line { payload, start, end });
+        let flow = f(Line { payload, start, end, dead_letter: None });
         if flow == Flow::Continue {
             self.consumed = self.buf.len();
             self.discarding = false;
+            self.finish_long(end, end);
+            return self.offer_dead_letter(f);
         }
         flow
     }
@@ -155,6 +210,9 @@ impl Reader {
     /// Offers the complete lines (and over-long pieces) in `buf`.
     fn cut(&mut self, f: &mut impl FnMut(Line<'_>) -> Flow) -> Flow {
         loop {
+            if self.offer_dead_letter(f) == Flow::Stop {
+                return Flow::Stop;
+            }
             let rest = &self.buf[self.consumed..];
             let start = self.position();
             match memchr::memchr(b'\n', rest) {
@@ -164,26 +222,32 @@ impl Reader {
                     if content.last() == Some(&b'\r') {
                         content = &content[..content.len() - 1];
                     }
+                    let content_end = start + content.len() as u64;
                     if self.discarding {
-                        if f(Line { payload: None, start, end }) == Flow::Stop {
+                        if f(Line { payload: None, start, end, dead_letter: None }) == Flow::Stop {
                             return Flow::Stop;
                         }
                         self.discarding = false;
+                        self.finish_long(content_end, end);
                     } else if content.len() > self.max_line {
                         // Over-long but complete: handled piece by piece below.
                         if self.offer_long(f, start) == Flow::Stop {
                             return Flow::Stop;
                         }
                         continue;
-                    } else if f(Line { payload: Some(content), start, end }) == Flow::Stop {
+                    } else if f(Line { payload: Some(content), start, end, dead_letter: None }) == Flow::Stop
+                    {
                         return Flow::Stop;
+                    } else {
+                        // The last piece of a split over-long line, or an ordinary line.
+                        self.finish_long(content_end, end);
                     }
                     self.consumed += nl + 1;
                 }
                 None if rest.len() > self.max_line || (self.discarding && !rest.is_empty()) => {
                     if self.discarding {
                         let end = start + rest.len() as u64;
-                        if f(Line { payload: None, start, end }) == Flow::Stop {
+                        if f(Line { payload: None, start, end, dead_letter: None }) == Flow::Stop {
                             return Flow::Stop;
                         }
                         self.consumed = self.buf.len();
@@ -204,8 +268,11 @@ impl Reader {
             LongLinePolicy::Split | LongLinePolicy::Truncate => Some(piece),
             LongLinePolicy::Skip => None,
         };
-        if f(Line { payload, start, end }) == Flow::Stop {
+        if f(Line { payload, start, end, dead_letter: None }) == Flow::Stop {
             return Flow::Stop;
+        }
+        if self.dead_letters && self.long.is_none() {
+            self.long = Some(LongLine { start, head: piece.to_vec() });
         }
         self.consumed += self.max_line;
         match self.policy {
@@ -282,6 +349,28 @@ mod tests {
             for pair in out.windows(2) {
                 assert_eq!(pair[0].2, pair[1].1);
             }
+        }
+    }
+
+    #[test]
+    fn dead_letters_follow_over_long_lines_with_their_length() {
+        for policy in [LongLinePolicy::Split, LongLinePolicy::Truncate, LongLinePolicy::Skip] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("f");
+            std::fs::write(&path, b"ok\n0123456789\r\nok\n").expect("write");
+            let mut r = Reader::new(File::open(&path).expect("open"), 0, 4, policy).with_dead_letters(true);
+            let mut letters = Vec::new();
+            let mut last_end = 0;
+            r.poll(usize::MAX, &mut |l: Line<'_>| {
+                assert!(l.start >= last_end.min(l.start) && l.end >= l.start);
+                last_end = l.end;
+                if let Some(d) = l.dead_letter {
+                    letters.push((d.head.to_vec(), d.start, d.original_len, l.end));
+                }
+                Flow::Continue
+            })
+            .expect("poll");
+            assert_eq!(letters, vec![(b"0123".to_vec(), 3, 10, 15)], "{policy:?}");
         }
     }
 

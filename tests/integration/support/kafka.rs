@@ -126,3 +126,39 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<String> {
     let partitions = replicas(bootstrap, topic).len() as i32;
     (0..partitions).flat_map(|p| read_partition(bootstrap, topic, p)).collect()
 }
+
+/// Partition 0 of `topic` from the beginning to its end, with each record's headers.
+pub fn read_with_headers(
+    bootstrap: &str,
+    topic: &str,
+) -> Vec<(Vec<u8>, std::collections::HashMap<String, String>)> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", super::unique("test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(20)).expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < high {
+        assert!(std::time::Instant::now() < deadline, "reading {topic}: stuck at {} of {high}", out.len());
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            let msg = msg.expect("consume");
+            let mut headers = std::collections::HashMap::new();
+            if let Some(h) = msg.headers() {
+                for header in h.iter() {
+                    let value =
+                        header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+                    headers.insert(header.key.to_string(), value);
+                }
+            }
+            out.push((msg.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    out
+}
