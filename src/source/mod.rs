@@ -663,10 +663,15 @@ impl<'a> Source<'a> {
             // Truncated in place (copytruncate, or `> file`): what is there now is new content.
             tracing::warn!(connector = %self.connector.name, path = %t.path.display(), position = t.reader.position(), size, rewritten, "file truncated; reading it again from the start");
             if t.fingerprint.len > 0 {
+                // Where a copy of the old content may start. At-least-once: only what Kafka
+                // acknowledged (lines in flight may still fail, and the copy's checkpoint must not
+                // claim them). Exactly-once: everything handed out, since the copy's position is
+                // committed in the same transaction as those lines, or not at all.
+                let position = if self.cfg.exactly_once { t.reader.position() } else { t.acks.acked_offset };
                 truncations.push(Truncation {
                     fingerprint: t.fingerprint,
                     prefix: std::mem::take(&mut t.prefix),
-                    position: t.reader.position(),
+                    position,
                     at: Instant::now(),
                 });
             }
