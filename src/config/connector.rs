@@ -69,6 +69,13 @@ pub struct SourceConfig {
     /// How often acknowledged positions are written to the checkpoint file.
     #[serde(default = "defaults::checkpoint_interval", with = "units::duration")]
     pub checkpoint_interval: Duration,
+    /// A file fully read and acknowledged that has not grown for this long has its descriptor
+    /// closed; it is reopened by path (identity checked) when it changes.
+    #[serde(default = "defaults::close_idle_after", with = "units::duration")]
+    pub close_idle_after: Duration,
+    /// At most this many files are held open; more wait until idle ones are closed.
+    #[serde(default = "defaults::max_open_files")]
+    pub max_open_files: usize,
     /// Checkpoint entries of files not seen for this long are dropped.
     #[serde(default = "defaults::forget_after", with = "units::duration")]
     pub forget_after: Duration,
@@ -132,6 +139,12 @@ mod defaults {
     }
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(1)
+    }
+    pub fn close_idle_after() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn max_open_files() -> usize {
+        1024
     }
     pub fn forget_after() -> Duration {
         Duration::from_secs(7 * 24 * 3600)
@@ -375,6 +388,9 @@ fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), Conf
     }
     if c.max_line_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "max_line_bytes", "must be at least 1 byte"));
+    }
+    if c.max_open_files == 0 {
+        return Err(ConfigError::at_key(file, text, None, "max_open_files", "must be at least 1"));
     }
     Ok(())
 }

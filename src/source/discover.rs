@@ -73,29 +73,50 @@ impl Discovery {
 
     /// Lists the roots and returns every selected regular file (not following symlinks).
     pub fn scan(&self) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        for (root, depth) in &self.roots {
-            self.walk(root, *depth, 0, &mut found);
-        }
-        found.sort();
-        found.dedup();
-        found
+        self.scan_reporting().files
     }
 
-    fn walk(&self, dir: &Path, depth: Option<usize>, level: usize, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+    /// Like `scan`, and also says which directories could not be listed (a missing root is not
+    /// a problem: the application may not have created it yet).
+    pub fn scan_reporting(&self) -> Scan {
+        let mut scan = Scan::default();
+        for (root, depth) in &self.roots {
+            self.walk(root, *depth, 0, &mut scan);
+        }
+        scan.files.sort();
+        scan.files.dedup();
+        scan
+    }
+
+    fn walk(&self, dir: &Path, depth: Option<usize>, level: usize, scan: &mut Scan) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                scan.unreadable.push((dir.to_path_buf(), e));
+                return;
+            }
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(kind) = entry.file_type() else { continue };
             if kind.is_file() {
                 if self.matches(&path) {
-                    found.push(path);
+                    scan.files.push(path);
                 }
             } else if kind.is_dir() && depth.is_none_or(|d| level + 1 < d) {
-                self.walk(&path, depth, level + 1, found);
+                self.walk(&path, depth, level + 1, scan);
             }
         }
     }
+}
+
+/// What one listing found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<PathBuf>,
+    /// Directories that exist but could not be listed (permissions), with why.
+    pub unreadable: Vec<(PathBuf, std::io::Error)>,
 }
 
 #[cfg(test)]

@@ -181,7 +181,12 @@ struct Tracked {
 pub struct SourceStats {
     pub lines_sent: std::sync::atomic::AtomicU64,
     pub lines_acked: std::sync::atomic::AtomicU64,
+    /// Files held open.
     pub files: std::sync::atomic::AtomicU64,
+    /// Files followed with their descriptor closed while idle (`close_idle_after`).
+    pub files_closed: std::sync::atomic::AtomicU64,
+    /// Files and directories that could not be read at the last rescan.
+    pub unreadable: std::sync::atomic::AtomicU64,
     pub transactions: std::sync::atomic::AtomicU64,
     pub dead_lettered: std::sync::atomic::AtomicU64,
 }
@@ -202,6 +207,30 @@ struct Truncation {
     prefix: Vec<u8>,
     position: u64,
     at: Instant,
+}
+
+/// A followed file whose descriptor was closed while idle (fully read and acknowledged, not
+/// grown for `close_idle_after`). Its position is in the checkpoints; it is reopened by path
+/// when its size or modification time changes, or when a copy of it appears.
+struct Closed {
+    path: PathBuf,
+    size: u64,
+    mtime: (i64, i64),
+    fingerprint: Fingerprint,
+}
+
+fn mtime(meta: &std::fs::Metadata) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.mtime(), meta.mtime_nsec())
+}
+
+/// What rescans keep between runs, besides the followed files.
+struct ScanState {
+    closed: HashMap<FileId, Closed>,
+    /// Paths that could not be read at the last rescan (reported when they start and stop).
+    problems: HashSet<PathBuf>,
+    /// The connector's very first rescan ever (no checkpoint existed): `start_at` applies.
+    first_start: bool,
 }
 
 /// How long a new file whose first bytes so far equal those of a followed file may wait to be
@@ -381,11 +410,11 @@ impl<'a> Source<'a> {
             .collect();
         let first_start = !checkpoints.existed;
         let mut files: HashMap<FileId, Tracked> = HashMap::new();
+        let mut scan_state = ScanState { closed: HashMap::new(), problems: HashSet::new(), first_start };
         let mut slots: Vec<Option<FileId>> = Vec::new();
         let mut rescan_at = Instant::now();
         let mut checkpoint_at = Instant::now() + self.cfg.checkpoint_interval;
         let mut dirty = false;
-        let mut initial = true;
 
         loop {
             let stopping = stop.load(Ordering::Relaxed);
@@ -403,10 +432,10 @@ impl<'a> Source<'a> {
                     &mut checkpoints,
                     &mut files,
                     &mut slots,
-                    first_start && initial,
                     &mut truncations,
+                    &mut scan_state,
                 );
-                initial = false;
+                scan_state.first_start = false;
                 rescan_at = Instant::now() + self.cfg.rescan_interval;
             }
             if stopping {
@@ -435,12 +464,17 @@ impl<'a> Source<'a> {
                     }
                     Event::Fs(Ok(e)) => {
                         use notify::EventKind::*;
-                        if matches!(
+                        if e.need_rescan() {
+                            tracing::info!(connector = %self.connector.name, "the filesystem event queue overflowed; rescanning");
+                            rescan_at = Instant::now();
+                        } else if matches!(
                             e.kind,
                             Create(_) | Remove(_) | Modify(notify::event::ModifyKind::Name(_))
-                        ) || e.need_rescan()
-                        {
+                        ) {
                             rescan_at = Instant::now();
+                        } else if !scan_state.closed.is_empty() && matches!(e.kind, Modify(_)) {
+                            // Perhaps a closed idle file grew: look soon, but not at every write.
+                            rescan_at = rescan_at.min(Instant::now() + Duration::from_millis(250));
                         }
                     }
                     Event::Fs(Err(error)) => {
@@ -466,6 +500,7 @@ impl<'a> Source<'a> {
                 txn.open = false;
             }
             self.retire(&mut files, &mut slots, &mut checkpoints, &mut dirty, &mut truncations);
+            self.close_idle(&mut files, &mut scan_state.closed, &mut slots, &mut checkpoints, &mut dirty);
             if !eos && dirty && Instant::now() >= checkpoint_at {
                 self.save_checkpoints(&mut checkpoints, &files, &truncations)?;
                 dirty = false;
@@ -513,13 +548,25 @@ impl<'a> Source<'a> {
         checkpoints: &mut Checkpoints,
         files: &mut HashMap<FileId, Tracked>,
         slots: &mut Vec<Option<FileId>>,
-        first_start: bool,
         truncations: &mut Vec<Truncation>,
+        state: &mut ScanState,
     ) {
+        let ScanState { closed, problems, first_start } = state;
+        let first_start = *first_start;
         truncations.retain(|t| t.at.elapsed() < self.cfg.forget_after);
         let mut present: HashSet<FileId> = HashSet::new();
         let mut new_files: Vec<(PathBuf, FileId)> = Vec::new();
-        for path in discovery.scan() {
+        let now_unix = crate::fsutil::unix_now();
+        let scan = discovery.scan_reporting();
+        // Problems are reported when they start and when they end, not at every rescan.
+        let mut still: HashSet<PathBuf> = HashSet::new();
+        for (dir, error) in &scan.unreadable {
+            if !problems.contains(dir) {
+                tracing::warn!(connector = %self.connector.name, dir = %dir.display(), %error, "cannot list directory; will retry");
+            }
+            still.insert(dir.clone());
+        }
+        for path in scan.files {
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
             if !meta.file_type().is_file() {
                 continue;
@@ -534,11 +581,50 @@ impl<'a> Source<'a> {
                 t.detached = false;
                 continue;
             }
+            if let Some(c) = closed.get_mut(&id) {
+                // Still there: its checkpoint must not be forgotten while it sleeps.
+                if let Some(e) = checkpoints.entries.get_mut(&id) {
+                    e.seen_at = now_unix;
+                    e.path = path.clone();
+                }
+                c.path = path.clone();
+                if meta.len() == c.size && mtime(&meta) == c.mtime {
+                    continue;
+                }
+                closed.remove(&id);
+            }
             new_files.push((path, id));
+        }
+        closed.retain(|id, _| present.contains(id));
+        // A new file that starts with a closed file's bytes may be a copy of it (copytruncate):
+        // reopen the original first, so that the copy is recognised and held.
+        if !closed.is_empty() {
+            let mut reopen = Vec::new();
+            for (path, id) in &new_files {
+                if checkpoints.entries.contains_key(id) {
+                    continue;
+                }
+                let Ok(file) = File::open(path) else { continue };
+                for (cid, c) in closed.iter() {
+                    if c.fingerprint.len > 0 && c.fingerprint.matches(&file).unwrap_or(false) {
+                        reopen.push((c.path.clone(), *cid));
+                    }
+                }
+            }
+            for (path, id) in reopen {
+                if closed.remove(&id).is_some() {
+                    new_files.push((path, id));
+                }
+            }
         }
         // Files with a checkpoint first: one of them may turn out to have been truncated, and
         // what it held is needed to recognise a copy of it among the others.
         new_files.sort_by_key(|(_, id)| !checkpoints.entries.contains_key(id));
+        let room = self.cfg.max_open_files.saturating_sub(files.len());
+        if new_files.len() > room {
+            tracing::warn!(connector = %self.connector.name, waiting = new_files.len() - room, max_open_files = self.cfg.max_open_files, "too many files to hold open; the rest wait until idle ones are closed (close_idle_after)");
+            new_files.truncate(room);
+        }
         for (path, id) in new_files {
             match self.open(&path, id, checkpoints, first_start, files, truncations) {
                 Ok(Some(t)) => {
@@ -553,10 +639,18 @@ impl<'a> Source<'a> {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(connector = %self.connector.name, path = %path.display(), %error, "cannot read file; will retry")
+                    if !problems.contains(&path) {
+                        tracing::warn!(connector = %self.connector.name, path = %path.display(), %error, "cannot read file; will retry");
+                    }
+                    still.insert(path);
                 }
             }
         }
+        for gone in problems.difference(&still) {
+            tracing::info!(connector = %self.connector.name, path = %gone.display(), "readable again (or gone)");
+        }
+        *problems = still;
+        self.stats.unreadable.store(problems.len() as u64, Ordering::Relaxed);
         for (id, t) in files.iter_mut() {
             if !present.contains(id) && !t.detached {
                 tracing::info!(connector = %self.connector.name, path = %t.path.display(), "file rotated away or deleted; finishing it from the open descriptor");
@@ -564,6 +658,7 @@ impl<'a> Source<'a> {
             }
         }
         self.stats.files.store(files.len() as u64, Ordering::Relaxed);
+        self.stats.files_closed.store(closed.len() as u64, Ordering::Relaxed);
     }
 
     fn open(
@@ -921,6 +1016,55 @@ impl<'a> Source<'a> {
                 tracing::info!(connector = %self.connector.name, path = %t.path.display(), "finished rotated-away file");
             }
         }
+    }
+
+    /// Closes the descriptors of files that are fully read and acknowledged (and, exactly-once,
+    /// committed) and have not grown for `close_idle_after`; rescans reopen them when they change.
+    fn close_idle(
+        &self,
+        files: &mut HashMap<FileId, Tracked>,
+        closed: &mut HashMap<FileId, Closed>,
+        slots: &mut [Option<FileId>],
+        checkpoints: &mut Checkpoints,
+        dirty: &mut bool,
+    ) {
+        let idle_after = self.cfg.close_idle_after;
+        let holders: HashSet<FileId> = files.values().filter_map(|t| t.held_by).collect();
+        let idle: Vec<(FileId, std::fs::Metadata)> = files
+            .iter()
+            .filter(|(id, t)| {
+                !t.detached
+                    && t.last_growth.elapsed() >= idle_after
+                    && t.held_by.is_none()
+                    && t.unidentified_since.is_none()
+                    && !holders.contains(id)
+                    && !t.reader.has_partial()
+                    && t.acks.idle()
+                    && (!self.cfg.exactly_once || t.committed == t.reader.position())
+            })
+            .filter_map(|(id, t)| {
+                let meta = t.reader.file().metadata().ok()?;
+                (t.reader.read_position() >= meta.len()).then_some((*id, meta))
+            })
+            .collect();
+        for (id, meta) in idle {
+            let Some(t) = files.remove(&id) else { continue };
+            slots[t.slot] = None;
+            checkpoints.entries.insert(id, entry(&t, id));
+            *dirty = true;
+            tracing::debug!(connector = %self.connector.name, path = %t.path.display(), "closing idle file");
+            closed.insert(
+                id,
+                Closed {
+                    path: t.path.clone(),
+                    size: meta.len(),
+                    mtime: mtime(&meta),
+                    fingerprint: t.fingerprint,
+                },
+            );
+        }
+        self.stats.files.store(files.len() as u64, Ordering::Relaxed);
+        self.stats.files_closed.store(closed.len() as u64, Ordering::Relaxed);
     }
 
     /// Exactly-once mode: adds the new position of every followed file (and tombstones for files

@@ -8,4 +8,5 @@ mod bad_input;
 mod cluster;
 mod connectors;
 mod exactly_once;
+mod hostile;
 mod rotation;

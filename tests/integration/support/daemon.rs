@@ -67,6 +67,18 @@ impl Daemon {
         );
     }
 
+    /// A file-source of `logs/*.log` with extra keys (before the `[topic]` table).
+    pub fn source_with(&self, name: &str, topic: &str, partitions: i32, extra: &str) {
+        self.connector(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nkind = \"file-source\"\npaths = [\"{}/*.log\"]\n{extra}\n\
+                 [topic]\nname = \"{topic}\"\npartitions = {partitions}\nreplication_factor = 3\n",
+                self.logs.display()
+            ),
+        );
+    }
+
     /// A file-sink of `topics` into `archive/`.
     pub fn sink(&self, name: &str, topics: &[&str], extra: &str) {
         let topics = topics.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
@@ -80,10 +92,24 @@ impl Daemon {
     }
 
     pub fn start(&mut self) {
+        self.start_wrapped(&[]);
+    }
+
+    /// Starts the daemon under `wrapper` (a command and its arguments, e.g. `prlimit` or
+    /// `setpriv`), which must exec the rest of its command line.
+    pub fn start_wrapped(&mut self, wrapper: &[&str]) {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
         let log = OpenOptions::new().create(true).append(true).open(&self.log_file).expect("log file");
-        let child = super::macklake()
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_macklake"));
+                c
+            }
+            None => super::macklake(),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&self.config)
             .env(

@@ -162,3 +162,20 @@ pub fn read_with_headers(
     }
     out
 }
+
+/// The offset `group` has committed for one partition (-1 if none).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let back = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    match back.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
+}
