@@ -7,6 +7,8 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod sink;
 pub mod source;

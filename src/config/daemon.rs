@@ -25,7 +25,12 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// librdkafka properties for every connector (a connector's own `[kafka]` overrides them).
     pub kafka: KafkaProps,
+    /// Where `/metrics` and `/health` are served (`None`: no listener).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
+
+/// Kafka Connect's REST port, so that its tools find the daemon; loopback only by default.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8083";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +51,26 @@ struct Raw {
     log: RawLog,
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default = "default_http_enabled")]
+    enabled: bool,
+    listen: Option<String>,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { enabled: true, listen: None }
+    }
+}
+
+fn default_http_enabled() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -101,8 +126,23 @@ impl DaemonConfig {
                 format!("`{level}` is not a log level (error, warn, info, debug, trace)"),
             ));
         }
+        let http_listen = if raw.http.enabled {
+            let listen = raw.http.listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
+            Some(listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::at_key(
+                    file,
+                    text,
+                    Some("http"),
+                    "listen",
+                    format!("`{listen}` is not an address:port such as \"127.0.0.1:8083\""),
+                )
+            })?)
+        } else {
+            None
+        };
         Ok(DaemonConfig {
             file: file.to_path_buf(),
+            http_listen,
             connectors_dir: base.join(raw.connectors_dir),
             state_dir: base.join(raw.state_dir),
             daemon_id,
@@ -130,6 +170,19 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/macklake"));
         assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert!(!c.daemon_id.is_empty());
+        assert_eq!(c.http_listen, Some("127.0.0.1:8083".parse().expect("address")));
+    }
+
+    #[test]
+    fn the_http_listener_can_move_or_be_switched_off() {
+        let c = parse("connectors_dir = \"c\"\nstate_dir = \"s\"\n[http]\nlisten = \"127.0.0.1:0\"\n")
+            .expect("valid");
+        assert_eq!(c.http_listen, Some("127.0.0.1:0".parse().expect("address")));
+        let c = parse("connectors_dir = \"c\"\nstate_dir = \"s\"\n[http]\nenabled = false\n").expect("valid");
+        assert_eq!(c.http_listen, None);
+        let err = parse("connectors_dir = \"c\"\nstate_dir = \"s\"\n[http]\nlisten = \"localhost\"\n")
+            .expect_err("no port");
+        assert_eq!((err.line, err.key.as_deref()), (Some(4), Some("http.listen")));
     }
 
     #[test]

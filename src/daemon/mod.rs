@@ -1,21 +1,25 @@
 //! `macklake run`: loads the daemon config and every connector file, runs each valid connector on
-//! its own supervised thread, and drains them on SIGTERM/SIGINT within `shutdown_timeout`.
+//! its own supervised thread (`supervisor`), applies changes to the connectors directory (notify
+//! and SIGHUP), tells systemd how it is doing (`systemd`), serves `/metrics` and `/health`
+//! (`crate::http`), and drains the connectors on SIGTERM/SIGINT within `shutdown_timeout`.
 //!
 //! Invariants: one bad connector file or one failing connector never stops the others (bad files
 //! are reported with file, line and key; failing connectors are restarted with backoff, and a
 //! panic in one is caught); connector configuration comes only from files.
 
+pub mod status;
+pub mod supervisor;
+pub mod systemd;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::DaemonConfig;
 use crate::config::connector::load_dir;
-use crate::config::kafka_props::merged;
-use crate::config::{ConnectorConfig, ConnectorKind, DaemonConfig};
-use crate::sink::Sink;
-use crate::source::{Source, sleep_unless};
+use status::Registry;
+use supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -25,6 +29,8 @@ pub enum DaemonError {
     Connectors(crate::config::ConfigError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Http(crate::http::HttpError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns once every connector has drained, or when
@@ -40,94 +46,77 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(DaemonError::Signals)?;
 
     let config = Arc::new(config);
+    let mut notifier = systemd::Notifier::from_env();
     tracing::info!(daemon_id = %config.daemon_id, connectors_dir = %config.connectors_dir.display(), "macklake starting");
-    let mut handles: Vec<(String, JoinHandle<()>)> = Vec::new();
-    for loaded in load_dir(&config.connectors_dir).map_err(DaemonError::Connectors)? {
-        match loaded {
-            Ok(connector) => {
-                tracing::info!(connector = %connector.name, kind = connector.kind.name(), file = %connector.file.display(), "starting connector");
-                let name = connector.name.clone();
-                let (config, stop) = (config.clone(), stop.clone());
-                let handle = std::thread::Builder::new()
-                    .name(format!("connector-{name}"))
-                    .spawn(move || supervise(&connector, &config, &stop))
-                    .map_err(|e| DaemonError::Signals(std::io::Error::other(e)))?;
-                handles.push((name, handle));
-            }
-            Err(error) => tracing::error!(%error, "connector file rejected; the other connectors run"),
+    let registry = Arc::new(Registry::default());
+    let _http = match config.http_listen {
+        Some(addr) => Some(crate::http::start(addr, registry.clone()).map_err(DaemonError::Http)?),
+        None => None,
+    };
+    let mut supervisor = Supervisor::new(config.clone(), registry.clone());
+    let applied = supervisor.apply(load_dir(&config.connectors_dir).map_err(DaemonError::Connectors)?);
+    if supervisor.running() == 0 {
+        tracing::warn!(dir = %config.connectors_dir.display(), "no valid connector file; waiting for one (or a signal)");
+    }
+    notifier.ready(&ready_status(&supervisor, &applied));
+
+    // Changes in the connectors directory are applied like SIGHUP, once they settle.
+    let (dir_tx, dir_events) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = dir_tx.send(());
+    })
+    .ok();
+    if let Some(w) = watcher.as_mut() {
+        use notify::Watcher;
+        if let Err(error) = w.watch(&config.connectors_dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(%error, dir = %config.connectors_dir.display(), "cannot watch the connectors directory; changes apply on SIGHUP");
         }
     }
-    if handles.is_empty() {
-        tracing::warn!(dir = %config.connectors_dir.display(), "no valid connector file; waiting for a signal");
-    }
+    let mut reload_at: Option<Instant> = None;
 
     while !stop.load(Ordering::Relaxed) {
-        if reload.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                "SIGHUP received: reloading connectors without a restart is not implemented yet; restart the daemon to apply changes"
-            );
+        if dir_events.recv_timeout(Duration::from_millis(100)).is_ok() {
+            while dir_events.try_recv().is_ok() {}
+            // Editors write a file in several steps: wait until it has been quiet for a moment.
+            reload_at = Some(Instant::now() + RELOAD_SETTLE);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        let signalled = reload.swap(false, Ordering::Relaxed);
+        if signalled || reload_at.is_some_and(|at| Instant::now() >= at) {
+            reload_at = None;
+            notifier.reloading();
+            tracing::info!(
+                trigger = if signalled { "SIGHUP" } else { "connectors directory changed" },
+                "reloading connectors"
+            );
+            match load_dir(&config.connectors_dir) {
+                Ok(loaded) => {
+                    let applied = supervisor.apply(loaded);
+                    tracing::info!(started = ?applied.started, restarted = ?applied.restarted, stopped = ?applied.stopped, unchanged = applied.unchanged, rejected = applied.rejected, "reloaded");
+                    notifier.ready(&ready_status(&supervisor, &applied));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the connectors directory; nothing changed");
+                    notifier.ready("reload failed: connectors directory unreadable");
+                }
+            }
+        }
+        supervisor.reap();
+        notifier.watchdog();
     }
     tracing::info!(timeout = ?config.shutdown_timeout, "stopping: draining connectors");
+    notifier.stopping();
+    notifier.extend_timeout(config.shutdown_timeout + Duration::from_secs(5));
     let deadline = Instant::now() + config.shutdown_timeout;
-    for (name, handle) in handles {
-        while !handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if handle.is_finished() {
-            let _ = handle.join();
-        } else {
-            tracing::error!(connector = %name, "did not drain within the shutdown timeout; the next start resumes from its last checkpoint or commit");
-        }
-    }
+    supervisor.stop_all(deadline, |left| notifier.extend_timeout(left + Duration::from_secs(5)));
     tracing::info!("macklake stopped");
     Ok(())
 }
 
-/// Runs one connector until `stop`, restarting it with backoff when it fails.
-fn supervise(connector: &ConnectorConfig, config: &DaemonConfig, stop: &AtomicBool) {
-    let props = merged(&config.kafka, &connector.kafka);
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &connector.kind {
-            ConnectorKind::Source(cfg) => {
-                Source::new(connector, cfg, props.clone(), &config.state_dir, &config.daemon_id)
-                    .run(stop, config.shutdown_timeout.mul_f32(0.8))
-                    .map_err(|e| e.to_string())
-            }
-            ConnectorKind::Sink(cfg) => {
-                Sink::new(connector, cfg, props.clone(), &config.state_dir, &config.daemon_id)
-                    .run(stop)
-                    .map_err(|e| e.to_string())
-            }
-        }));
-        if stop.load(Ordering::Relaxed) {
-            if let Ok(Err(error)) = outcome {
-                tracing::error!(connector = %connector.name, file = %connector.file.display(), %error, "connector failed while stopping");
-            }
-            return;
-        }
-        let cause = match outcome {
-            Ok(Ok(())) => "it returned without being asked to stop".to_string(),
-            Ok(Err(error)) => error,
-            Err(panic) => format!(
-                "it panicked: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ),
-        };
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
-        }
-        tracing::error!(connector = %connector.name, file = %connector.file.display(), error = %cause, retry_in = ?backoff, "connector failed; restarting it");
-        sleep_unless(stop, backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
+/// How long the connectors directory must be quiet before a change is applied.
+const RELOAD_SETTLE: Duration = Duration::from_millis(300);
+
+fn ready_status(supervisor: &Supervisor, applied: &supervisor::Applied) -> String {
+    format!("{} connector(s) running, {} file(s) rejected", supervisor.running(), applied.rejected)
 }
 
 /// `macklake check`: every problem in the daemon config and the connector files, without Kafka.

@@ -44,7 +44,11 @@ pub fn source_transactional_producer(props: &KafkaProps, transactional_id: &str)
 /// Consumer settings for file sinks: offsets are committed by the sink itself, only after fsync.
 pub fn sink_consumer(props: &KafkaProps, group: &str, auto_offset_reset: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("auto.offset.reset", auto_offset_reset).set("topic.metadata.refresh.interval.ms", "10000");
+    // Statistics feed the lag gauge; a user's own interval (in props) wins.
+    config
+        .set("auto.offset.reset", auto_offset_reset)
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .set("statistics.interval.ms", "5000");
     for (k, v) in props {
         config.set(k, v);
     }

@@ -49,6 +49,13 @@ pub enum SinkError {
 #[derive(Debug, Default)]
 pub struct SinkStats {
     pub records_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// Partitions stalled because their offsets went backwards.
+    pub stalled_partitions: AtomicU64,
+    /// Records behind the log end, per partition (updated at every commit tick).
+    pub lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
+    /// From consuming a record to the fsync that made it durable.
+    pub durable_seconds: crate::metrics::LatencyHistogram,
     pub records_skipped_null: AtomicU64,
     pub records_duplicate: AtomicU64,
     pub offsets_skipped: AtomicU64,
@@ -75,9 +82,25 @@ struct State {
 
 struct SinkContext {
     state: Arc<Mutex<State>>,
+    /// Also reachable here without the state's lock (statistics arrive during polls).
+    stats: Arc<SinkStats>,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = std::collections::BTreeMap::new();
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // -1 is the internal "unassigned" partition, and lag is -1 while unknown.
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                }
+            }
+        }
+        *self.stats.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -140,6 +163,12 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// Counters that outlive this run (the supervisor keeps them across restarts).
+    pub fn with_stats(mut self, stats: Arc<SinkStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// Runs until `stop` is set, then makes everything durable, commits and leaves the group.
     pub fn run(&self, stop: &AtomicBool) -> Result<(), SinkError> {
         let name = &self.connector.name;
@@ -185,7 +214,7 @@ impl<'a> Sink<'a> {
             SinkStart::Latest => "latest",
         };
         let consumer: BaseConsumer<SinkContext> = client::sink_consumer(&self.props, name, reset)
-            .create_with_context(SinkContext { state: state.clone() })
+            .create_with_context(SinkContext { state: state.clone(), stats: self.stats.clone() })
             .map_err(SinkError::Consumer)?;
         // Put right what an earlier run left, including partitions this daemon may never be
         // assigned again (another daemon took them over while it was down).
@@ -243,6 +272,7 @@ impl<'a> Sink<'a> {
                 if let Err(e) = commit_partitions(&consumer, &mut st, None) {
                     tracing::warn!(connector = %name, error = %e, "commit failed; will retry");
                 }
+
                 commit_at = Instant::now() + self.cfg.commit_interval;
             }
         };
@@ -315,6 +345,7 @@ impl<'a> Sink<'a> {
                 tracing::error!(connector = %st.connector, topic, partition, written = next, log_end = high, "offsets went backwards: the partition is stalled and its archive left untouched");
                 st.writers.remove(&key);
                 st.stalled.insert(key);
+                st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
                 let mut one = TopicPartitionList::new();
                 one.add_partition(topic, partition);
                 let _ = consumer.pause(&one);
@@ -332,6 +363,8 @@ impl<'a> Sink<'a> {
             Some(value) => {
                 w.append(offset, value).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
                 st.stats.records_written.fetch_add(1, Ordering::Relaxed);
+                st.stats.bytes_written.fetch_add(value.len() as u64 + 1, Ordering::Relaxed);
+                w.unsynced.push(Instant::now());
             }
             None => {
                 w.next = offset + 1;
@@ -400,6 +433,7 @@ fn reconcile<C: ConsumerContext>(
                         st.sink_dir.display()
                     );
                     st.stalled.insert((topic.clone(), partition));
+                    st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
                     if assigned {
                         let mut one = TopicPartitionList::new();
                         one.add_partition(&topic, partition);
@@ -470,6 +504,9 @@ fn commit_partitions<C: ConsumerContext>(
             continue;
         }
         w.sync().map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+        for consumed in w.unsynced.drain(..) {
+            st.stats.durable_seconds.observe(consumed.elapsed());
+        }
         if w.next < 0 {
             continue;
         }

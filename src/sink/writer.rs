@@ -40,6 +40,8 @@ pub struct PartitionWriter {
     /// The offset last committed to Kafka.
     pub committed: i64,
     opened_at: Instant,
+    /// When each record written since the last fsync was consumed (for the latency histogram).
+    pub unsynced: Vec<Instant>,
 }
 
 /// What reconciliation did, for the log.
@@ -70,6 +72,7 @@ impl PartitionWriter {
             durable_len: 0,
             committed: -1,
             opened_at: Instant::now(),
+            unsynced: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! (byte offset of the line's first byte, decimal).
 
 pub mod checkpoint;
+pub mod claims;
 pub mod discover;
 pub mod fingerprint;
 pub mod positions;
@@ -103,10 +104,22 @@ impl ProducerContext for SourceContext {
 /// `key = "none"` spreads a file's lines over partitions).
 #[derive(Debug, Default)]
 struct AckQueue {
-    pending: VecDeque<(u64, u64)>,
+    pending: VecDeque<Pending>,
     early: BTreeSet<u64>,
     next_seq: u64,
     acked_offset: u64,
+}
+
+/// A record handed to the producer and not yet acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    /// The file offset just past the line.
+    end: u64,
+    /// Payload bytes of a line (for the counters); `None` for dead letters and dropped bytes.
+    len: Option<u64>,
+    /// When the line was read (for the delivery latency).
+    read_at: Instant,
 }
 
 impl AckQueue {
@@ -114,31 +127,34 @@ impl AckQueue {
         AckQueue { acked_offset: offset, ..AckQueue::default() }
     }
 
-    fn push(&mut self, end: u64) -> u64 {
+    fn push(&mut self, end: u64, len: Option<u64>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push_back((seq, end));
+        self.pending.push_back(Pending { seq, end, len, read_at: Instant::now() });
         seq
     }
 
-    fn ack(&mut self, seq: u64) {
-        match self.pending.front() {
-            // Stale: a line of content the file no longer has (it was truncated since).
-            None => return,
-            Some(front) if seq < front.0 => return,
-            _ => {}
+    /// Records the acknowledgement of `seq`; returns its record unless it was stale.
+    fn ack(&mut self, seq: u64) -> Option<Pending> {
+        let front = self.pending.front()?.seq;
+        // Stale: a line of content the file no longer has (it was truncated since).
+        if seq < front {
+            return None;
         }
-        if self.pending.front().map(|p| p.0) != Some(seq) {
+        // Sequence numbers in the queue are consecutive.
+        let acked = self.pending.get((seq - front) as usize).copied().filter(|p| p.seq == seq);
+        if front != seq {
             self.early.insert(seq);
-            return;
+            return acked;
         }
-        while let Some(&(s, end)) = self.pending.front() {
-            if s != seq && !self.early.remove(&s) {
+        while let Some(&p) = self.pending.front() {
+            if p.seq != seq && !self.early.remove(&p.seq) {
                 break;
             }
             self.pending.pop_front();
-            self.acked_offset = end;
+            self.acked_offset = p.end;
         }
+        acked
     }
 
     fn idle(&self) -> bool {
@@ -179,8 +195,25 @@ struct Tracked {
 /// Shared counters (read by status and metrics).
 #[derive(Debug, Default)]
 pub struct SourceStats {
+    /// Lines read from files and handed to the producer, and their bytes.
     pub lines_sent: std::sync::atomic::AtomicU64,
+    pub bytes_sent: std::sync::atomic::AtomicU64,
+    /// Lines Kafka acknowledged, and their bytes.
     pub lines_acked: std::sync::atomic::AtomicU64,
+    pub bytes_acked: std::sync::atomic::AtomicU64,
+    /// Records Kafka refused (the connector restarts and resends from its checkpoint).
+    pub records_failed: std::sync::atomic::AtomicU64,
+    /// Over-long lines, by what the policy did with them.
+    pub long_lines_split: std::sync::atomic::AtomicU64,
+    pub long_lines_truncated: std::sync::atomic::AtomicU64,
+    pub long_lines_skipped: std::sync::atomic::AtomicU64,
+    /// Files matched by this connector that another connector reads.
+    pub conflicts: std::sync::atomic::AtomicU64,
+    /// Unix time (ms) of the last checkpoint write or transaction commit.
+    pub checkpoint_at_ms: std::sync::atomic::AtomicU64,
+    pub transaction_aborts: std::sync::atomic::AtomicU64,
+    /// From reading a line to Kafka's acknowledgement.
+    pub delivery_seconds: crate::metrics::LatencyHistogram,
     /// Files held open.
     pub files: std::sync::atomic::AtomicU64,
     /// Files followed with their descriptor closed while idle (`close_idle_after`).
@@ -198,6 +231,8 @@ pub struct Source<'a> {
     checkpoint_path: PathBuf,
     daemon_id: String,
     pub stats: std::sync::Arc<SourceStats>,
+    /// Shared by the daemon's sources: a file is read by one of them only.
+    claims: std::sync::Arc<claims::Claims>,
 }
 
 /// What a file held before it was truncated in place: if a copy of it turns up (copytruncate),
@@ -229,6 +264,8 @@ struct ScanState {
     closed: HashMap<FileId, Closed>,
     /// Paths that could not be read at the last rescan (reported when they start and stop).
     problems: HashSet<PathBuf>,
+    /// Files another source reads (reported once).
+    conflicts: HashSet<PathBuf>,
     /// The connector's very first rescan ever (no checkpoint existed): `start_at` applies.
     first_start: bool,
 }
@@ -301,7 +338,19 @@ impl<'a> Source<'a> {
             checkpoint_path,
             daemon_id: daemon_id.to_string(),
             stats: Default::default(),
+            claims: Default::default(),
         }
+    }
+
+    /// Counters that outlive this run (the supervisor keeps them across restarts).
+    pub fn with_stats(mut self, stats: std::sync::Arc<SourceStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    pub fn with_claims(mut self, claims: std::sync::Arc<claims::Claims>) -> Self {
+        self.claims = claims;
+        self
     }
 
     /// Derived from daemon_id and the connector name: two hosts running the same connector on
@@ -314,6 +363,13 @@ impl<'a> Source<'a> {
     /// final checkpoint and returns. An error means the connector must be restarted (from its
     /// checkpoint) by the supervisor.
     pub fn run(&self, stop: &AtomicBool, drain: Duration) -> Result<(), SourceError> {
+        let result = self.run_until(stop, drain);
+        // Whatever happened, the files are free for another source (or this one's restart).
+        self.claims.release_all(&self.connector.name);
+        result
+    }
+
+    fn run_until(&self, stop: &AtomicBool, drain: Duration) -> Result<(), SourceError> {
         let topic = &self.cfg.topic.name;
         // Kafka may be down at start: wait for the topic (creating it if needed), reporting why.
         let admin_config = client::base(&self.props);
@@ -410,7 +466,12 @@ impl<'a> Source<'a> {
             .collect();
         let first_start = !checkpoints.existed;
         let mut files: HashMap<FileId, Tracked> = HashMap::new();
-        let mut scan_state = ScanState { closed: HashMap::new(), problems: HashSet::new(), first_start };
+        let mut scan_state = ScanState {
+            closed: HashMap::new(),
+            problems: HashSet::new(),
+            conflicts: HashSet::new(),
+            first_start,
+        };
         let mut slots: Vec<Option<FileId>> = Vec::new();
         let mut rescan_at = Instant::now();
         let mut checkpoint_at = Instant::now() + self.cfg.checkpoint_interval;
@@ -519,6 +580,7 @@ impl<'a> Source<'a> {
                 }
             } else if txn.open {
                 let _ = producer.abort_transaction(Duration::from_secs(5));
+                self.stats.transaction_aborts.fetch_add(1, Ordering::Relaxed);
             }
             return Ok(());
         }
@@ -551,7 +613,7 @@ impl<'a> Source<'a> {
         truncations: &mut Vec<Truncation>,
         state: &mut ScanState,
     ) {
-        let ScanState { closed, problems, first_start } = state;
+        let ScanState { closed, problems, conflicts, first_start } = state;
         let first_start = *first_start;
         truncations.retain(|t| t.at.elapsed() < self.cfg.forget_after);
         let mut present: HashSet<FileId> = HashSet::new();
@@ -595,7 +657,13 @@ impl<'a> Source<'a> {
             }
             new_files.push((path, id));
         }
-        closed.retain(|id, _| present.contains(id));
+        closed.retain(|id, _| {
+            let keep = present.contains(id);
+            if !keep {
+                self.claims.release(*id, &self.connector.name);
+            }
+            keep
+        });
         // A new file that starts with a closed file's bytes may be a copy of it (copytruncate):
         // reopen the original first, so that the copy is recognised and held.
         if !closed.is_empty() {
@@ -625,7 +693,15 @@ impl<'a> Source<'a> {
             tracing::warn!(connector = %self.connector.name, waiting = new_files.len() - room, max_open_files = self.cfg.max_open_files, "too many files to hold open; the rest wait until idle ones are closed (close_idle_after)");
             new_files.truncate(room);
         }
+        let mut conflicting = HashSet::new();
         for (path, id) in new_files {
+            if let Err(owner) = self.claims.claim(id, &self.connector.name) {
+                if !conflicts.contains(&path) {
+                    tracing::warn!(connector = %self.connector.name, path = %path.display(), reader = %owner, "file also matched by another source, which reads it; this connector does not");
+                }
+                conflicting.insert(path);
+                continue;
+            }
             match self.open(&path, id, checkpoints, first_start, files, truncations) {
                 Ok(Some(t)) => {
                     let slot = slots.iter().position(Option::is_none).unwrap_or_else(|| {
@@ -637,8 +713,9 @@ impl<'a> Source<'a> {
                     tracing::info!(connector = %self.connector.name, path = %path.display(), offset = t.reader.position(), "following file");
                     files.insert(id, t);
                 }
-                Ok(None) => {}
+                Ok(None) => self.claims.release(id, &self.connector.name),
                 Err(error) => {
+                    self.claims.release(id, &self.connector.name);
                     if !problems.contains(&path) {
                         tracing::warn!(connector = %self.connector.name, path = %path.display(), %error, "cannot read file; will retry");
                     }
@@ -650,6 +727,8 @@ impl<'a> Source<'a> {
             tracing::info!(connector = %self.connector.name, path = %gone.display(), "readable again (or gone)");
         }
         *problems = still;
+        *conflicts = conflicting;
+        self.stats.conflicts.store(conflicts.len() as u64, Ordering::Relaxed);
         self.stats.unreadable.store(problems.len() as u64, Ordering::Relaxed);
         for (id, t) in files.iter_mut() {
             if !present.contains(id) && !t.detached {
@@ -814,7 +893,7 @@ impl<'a> Source<'a> {
                     .headers(headers);
                 return match producer.send(record) {
                     Ok(()) => {
-                        acks.push(line.end);
+                        acks.push(line.end, None);
                         stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         Flow::Continue
                     }
@@ -831,7 +910,7 @@ impl<'a> Source<'a> {
             }
             let Some(payload) = line.payload else {
                 // Bytes dropped by the long-line policy: nothing to wait for.
-                let seq = acks.push(line.end);
+                let seq = acks.push(line.end, None);
                 acks.ack(seq);
                 return Flow::Continue;
             };
@@ -849,8 +928,9 @@ impl<'a> Source<'a> {
             }
             match producer.send(record) {
                 Ok(()) => {
-                    acks.push(line.end);
+                    acks.push(line.end, Some(payload.len() as u64));
                     stats.lines_sent.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
                     Flow::Continue
                 }
                 // The producer's queue is full: leave the line for the next turn.
@@ -865,10 +945,15 @@ impl<'a> Source<'a> {
                 }
             }
         };
+        let long_before = t.reader.stats;
         let read = t
             .reader
             .poll(READ_BUDGET, &mut send)
             .map_err(|source| SourceError::Checkpoint { path: t.path.clone(), source })?;
+        let long = t.reader.stats;
+        stats.long_lines_split.fetch_add(long.split - long_before.split, Ordering::Relaxed);
+        stats.long_lines_truncated.fetch_add(long.truncated - long_before.truncated, Ordering::Relaxed);
+        stats.long_lines_skipped.fetch_add(long.skipped - long_before.skipped, Ordering::Relaxed);
         // The bytes just read are the content's identity, whatever happens to the file next.
         let head = t.reader.head();
         if head.len() > t.prefix.len() {
@@ -910,11 +995,15 @@ impl<'a> Source<'a> {
             base | seq_low
         };
         if let Err(error) = result {
-            let offset = t.acks.pending.iter().find(|p| p.0 == seq).map(|p| p.1).unwrap_or(0);
+            let offset = t.acks.pending.iter().find(|p| p.seq == seq).map(|p| p.end).unwrap_or(0);
+            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
             return Err(SourceError::Delivery { path: t.path.clone(), offset, error });
         }
-        t.acks.ack(seq);
-        self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
+        if let Some(Pending { len: Some(len), read_at, .. }) = t.acks.ack(seq) {
+            self.stats.lines_acked.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes_acked.fetch_add(len, Ordering::Relaxed);
+            self.stats.delivery_seconds.observe(read_at.elapsed());
+        }
         Ok(true)
     }
 
@@ -1013,6 +1102,7 @@ impl<'a> Source<'a> {
                 slots[t.slot] = None;
                 checkpoints.entries.insert(id, entry(&t, id));
                 *dirty = true;
+                self.claims.release(id, &self.connector.name);
                 tracing::info!(connector = %self.connector.name, path = %t.path.display(), "finished rotated-away file");
             }
         }
@@ -1162,6 +1252,7 @@ impl<'a> Source<'a> {
             checkpoints.entries.insert(*id, e);
         }
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -1182,7 +1273,9 @@ impl<'a> Source<'a> {
         }
         checkpoints
             .save()
-            .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })
+            .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?;
+        self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -1224,9 +1317,9 @@ mod tests {
     #[test]
     fn checkpoint_advances_over_the_acknowledged_prefix_only() {
         let mut q = AckQueue::new(0);
-        let a = q.push(10);
-        let b = q.push(20);
-        let c = q.push(30);
+        let a = q.push(10, Some(9));
+        let b = q.push(20, Some(9));
+        let c = q.push(30, Some(9));
         q.ack(b);
         assert_eq!(q.acked_offset, 0, "b is acknowledged but a is not");
         q.ack(a);

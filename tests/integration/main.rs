@@ -10,3 +10,4 @@ mod connectors;
 mod exactly_once;
 mod hostile;
 mod rotation;
+mod service;

@@ -19,6 +19,7 @@ pub struct Daemon {
     log_file: PathBuf,
     child: Option<Child>,
     starts: u32,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -34,7 +35,8 @@ impl Daemon {
             &config,
             format!(
                 "connectors_dir = \"connectors\"\nstate_dir = \"state\"\ndaemon_id = \"{daemon_id}\"\n\
-                 shutdown_timeout = \"20s\"\n[log]\nlevel = \"info\"\n[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n"
+                 shutdown_timeout = \"20s\"\n[log]\nlevel = \"info\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+                 [kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n"
             ),
         )
         .expect("write config");
@@ -47,6 +49,7 @@ impl Daemon {
             root,
             child: None,
             starts: 0,
+            env: Vec::new(),
         }
     }
 
@@ -95,6 +98,26 @@ impl Daemon {
         self.start_wrapped(&[]);
     }
 
+    /// An environment variable for the next starts.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// The HTTP listener's address (the harness listens on port 0), from the log of this start.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let marker = "HTTP listener: /metrics, /health addr=";
+        super::wait_for("the HTTP listener in the daemon log", Duration::from_secs(30), || {
+            let log = self.log();
+            let line = log.lines().rev().find(|l| l.contains(marker))?;
+            line.split(marker).nth(1)?.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    /// `GET path` on the daemon's HTTP listener: the status code and the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.http_addr(), path)
+    }
+
     /// Starts the daemon under `wrapper` (a command and its arguments, e.g. `prlimit` or
     /// `setpriv`), which must exec the rest of its command line.
     pub fn start_wrapped(&mut self, wrapper: &[&str]) {
@@ -109,6 +132,7 @@ impl Daemon {
             }
             None => super::macklake(),
         };
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let child = command
             .args(["run", "--config"])
             .arg(&self.config)
@@ -205,6 +229,19 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// A plain HTTP/1.1 GET (no client library: the request is what is under test).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
 pub fn tail(text: &str, n: usize) -> String {
