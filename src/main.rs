@@ -29,6 +29,27 @@ enum Command {
         #[arg(long, env = "MACKLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Show what the running daemon is doing: connectors, state, files and positions, partitions,
+    /// offsets and lag (asked over its HTTP listener).
+    Status {
+        #[arg(long, env = "MACKLAKE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Take over a Kafka Connect standalone worker's FileStreamSource positions (its
+    /// offset.storage.file.filename) into the checkpoints of the file-sources of the same name.
+    /// Run it while the daemon is stopped.
+    ImportOffsets {
+        #[arg(long, env = "MACKLAKE_CONFIG")]
+        config: PathBuf,
+        /// Only this connector's positions.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Replace positions even if the source already has checkpoints.
+        #[arg(long)]
+        force: bool,
+        /// The Connect worker's offsets file.
+        offsets_file: PathBuf,
+    },
     /// Deploy and operate a local, replicated Apache Kafka cluster (for the demo, tests, development).
     Cluster {
         #[command(subcommand)]
@@ -122,6 +143,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             macklake::daemon::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { config } => {
+            let config = macklake::config::DaemonConfig::load(&config)?;
+            let Some(addr) = config.http_listen else {
+                bail!("{}: [http] is disabled, so the daemon cannot be asked", config.file.display());
+            };
+            let (code, body) = macklake::http::client::get(addr, "/macklake/status")
+                .with_context(|| format!("asking the daemon at {addr} (is it running?)"))?;
+            if code != 200 {
+                bail!("the daemon at {addr} answered {code}: {body}");
+            }
+            let status: serde_json::Value = serde_json::from_str(&body).context("the daemon's answer")?;
+            print_daemon_status(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportOffsets { config, connector, force, offsets_file } => {
+            let config = macklake::config::DaemonConfig::load(&config)?;
+            let connectors: Vec<_> =
+                macklake::config::connector::load_dir(&config.connectors_dir, config.connect_converter)?
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .collect();
+            let report = macklake::source::connect_offsets::import(
+                &offsets_file,
+                &connectors,
+                &config.state_dir,
+                connector.as_deref(),
+                force,
+            )?;
+            for line in &report.applied {
+                println!("imported {line}");
+            }
+            for line in &report.skipped {
+                println!("skipped  {line}");
+            }
+            Ok(if report.applied.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
         Command::Check { config } => {
             let problems = macklake::daemon::check(&config);
             for p in &problems {
@@ -133,6 +190,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 Ok(ExitCode::FAILURE)
             }
+        }
+    }
+}
+
+fn print_daemon_status(status: &serde_json::Value) {
+    let empty = Vec::new();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!("{:<32} {:<7} {:<8} DETAIL", "CONNECTOR", "TYPE", "STATE");
+    for c in status["connectors"].as_array().unwrap_or(&empty) {
+        println!(
+            "{:<32} {:<7} {:<8} {}",
+            text(&c["name"]),
+            text(&c["type"]),
+            text(&c["state"]),
+            text(&c["file"])
+        );
+        if let Some(e) = c.get("error") {
+            println!("{:<50}error: {}", "", text(e));
+        }
+        for f in c["files"].as_array().unwrap_or(&empty) {
+            println!("{:<50}{}  @ {}", "", text(&f["path"]), text(&f["position"]));
+        }
+        for p in c["partitions"].as_array().unwrap_or(&empty) {
+            println!(
+                "{:<50}{}-{}  committed {}  lag {}",
+                "",
+                text(&p["topic"]),
+                text(&p["partition"]),
+                text(&p["committed"]),
+                text(&p["lag"])
+            );
+        }
+    }
+    if let Some(rejected) = status["rejected_files"].as_object() {
+        for (file, error) in rejected {
+            println!("rejected {file}: {}", text(error));
         }
     }
 }

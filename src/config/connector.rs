@@ -21,6 +21,29 @@ pub struct ConnectorConfig {
     pub kind: ConnectorKind,
     /// This connector's librdkafka overrides (on top of the daemon's).
     pub kafka: KafkaProps,
+    /// The kind of file it came from.
+    pub origin: Origin,
+}
+
+/// What kind of file a connector was defined in.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Origin {
+    /// macklake's own TOML.
+    #[default]
+    Toml,
+    /// A Kafka Connect `.properties` or JSON file: its class as written and its key/value map.
+    Connect { class: String, config: BTreeMap<String, String> },
+}
+
+impl ConnectorConfig {
+    /// The consumer group of a sink: its name, or for a Kafka Connect file Connect's own
+    /// `connect-<name>`, so that it continues from the offsets a Connect worker committed.
+    pub fn group_id(&self) -> String {
+        match self.origin {
+            Origin::Toml => self.name.clone(),
+            Origin::Connect { .. } => format!("connect-{}", self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +115,10 @@ pub struct SourceConfig {
     /// Exactly-once mode: the compacted topic holding file positions (created with RF 3 if missing).
     #[serde(default = "defaults::offsets_topic")]
     pub offsets_topic: String,
+    /// `connect-json` wraps each line in Kafka Connect JsonConverter's envelope with a string
+    /// schema, as a Connect worker with schemas enabled would have written it.
+    #[serde(default)]
+    pub value_format: ValueFormat,
     #[serde(default, rename = "kind")]
     _kind: String,
     #[serde(default, rename = "name")]
@@ -124,6 +151,17 @@ pub struct SinkConfig {
     _name: String,
     #[serde(default, rename = "kafka")]
     _kafka: toml::Table,
+}
+
+/// How record values relate to lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueFormat {
+    /// The line's bytes as they are.
+    #[default]
+    Raw,
+    /// `{"schema":{"type":"string","optional":false},"payload":"<line>"}`.
+    ConnectJson,
 }
 
 mod defaults {
@@ -324,7 +362,7 @@ impl ConnectorConfig {
             }
         };
         let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka)?;
-        Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka })
+        Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka, origin: Origin::Toml })
     }
 }
 
@@ -419,20 +457,25 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
 
 /// Every connector file in `dir` (`*.toml`, sorted by name), each parsed on its own: one bad file
 /// does not hide the others. Duplicate names are reported against the later file.
-pub fn load_dir(dir: &Path) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
+pub fn load_dir(
+    dir: &Path,
+    converter: super::connect::WorkerConverter,
+) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConfigError::new(dir, format!("cannot list the connectors directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "toml" || x == "properties" || x == "json") && p.is_file()
+        })
         .collect();
     files.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     Ok(files
         .iter()
         .map(|f| {
-            let c = ConnectorConfig::load(f)?;
+            let c = load_any(f, converter)?;
             if let Some(first) = seen.get(&c.name) {
                 return Err(ConfigError::new(
                     f,
@@ -443,6 +486,27 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Result<ConnectorConfig, ConfigError>>,
             Ok(c)
         })
         .collect())
+}
+
+/// One connector file of any supported kind, by its extension: macklake's `.toml`, or a Kafka
+/// Connect `.properties` / `.json` file.
+pub fn load_any(
+    file: &Path,
+    converter: super::connect::WorkerConverter,
+) -> Result<ConnectorConfig, ConfigError> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
+    match file.extension().and_then(|x| x.to_str()) {
+        Some("properties") => super::connect::parse_properties(file, &bytes, converter),
+        Some("json") => {
+            let text = String::from_utf8(bytes).map_err(|_| ConfigError::new(file, "not UTF-8 text"))?;
+            super::connect::parse_json(file, &text, converter)
+        }
+        _ => {
+            let text = String::from_utf8(bytes).map_err(|_| ConfigError::new(file, "not UTF-8 text"))?;
+            ConnectorConfig::parse(file, &text)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct DaemonConfig {
     pub kafka: KafkaProps,
     /// Where `/metrics` and `/health` are served (`None`: no listener).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// The worker converter Kafka Connect connector files are taken to have run under.
+    pub connect_converter: super::connect::WorkerConverter,
 }
 
 /// Kafka Connect's REST port, so that its tools find the daemon; loopback only by default.
@@ -53,6 +55,15 @@ struct Raw {
     kafka: BTreeMap<String, toml::Value>,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    connect: RawConnect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    #[serde(default)]
+    value_converter: super::connect::WorkerConverter,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +154,7 @@ impl DaemonConfig {
         Ok(DaemonConfig {
             file: file.to_path_buf(),
             http_listen,
+            connect_converter: raw.connect.value_converter,
             connectors_dir: base.join(raw.connectors_dir),
             state_dir: base.join(raw.state_dir),
             daemon_id,

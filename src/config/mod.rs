@@ -4,6 +4,7 @@
 //! Invariant: nothing here talks to Kafka or the filesystem beyond reading the config files, so
 //! `macklake check` and `run` validate exactly the same way.
 
+pub mod connect;
 pub mod connector;
 pub mod daemon;
 pub mod kafka_props;

@@ -49,12 +49,17 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let mut notifier = systemd::Notifier::from_env();
     tracing::info!(daemon_id = %config.daemon_id, connectors_dir = %config.connectors_dir.display(), "macklake starting");
     let registry = Arc::new(Registry::default());
+    let (requests_tx, requests) = std::sync::mpsc::channel();
     let _http = match config.http_listen {
-        Some(addr) => Some(crate::http::start(addr, registry.clone()).map_err(DaemonError::Http)?),
+        Some(addr) => Some(
+            crate::http::start(addr, registry.clone(), requests_tx, config.kafka.clone())
+                .map_err(DaemonError::Http)?,
+        ),
         None => None,
     };
     let mut supervisor = Supervisor::new(config.clone(), registry.clone());
-    let applied = supervisor.apply(load_dir(&config.connectors_dir).map_err(DaemonError::Connectors)?);
+    let applied = supervisor
+        .apply(load_dir(&config.connectors_dir, config.connect_converter).map_err(DaemonError::Connectors)?);
     if supervisor.running() == 0 {
         tracing::warn!(dir = %config.connectors_dir.display(), "no valid connector file; waiting for one (or a signal)");
     }
@@ -88,7 +93,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 trigger = if signalled { "SIGHUP" } else { "connectors directory changed" },
                 "reloading connectors"
             );
-            match load_dir(&config.connectors_dir) {
+            match load_dir(&config.connectors_dir, config.connect_converter) {
                 Ok(loaded) => {
                     let applied = supervisor.apply(loaded);
                     tracing::info!(started = ?applied.started, restarted = ?applied.restarted, stopped = ?applied.stopped, unchanged = applied.unchanged, rejected = applied.rejected, "reloaded");
@@ -99,6 +104,9 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                     notifier.ready("reload failed: connectors directory unreadable");
                 }
             }
+        }
+        while let Ok(request) = requests.try_recv() {
+            supervisor.request(request);
         }
         supervisor.reap();
         notifier.watchdog();
@@ -125,7 +133,7 @@ pub fn check(config_path: &std::path::Path) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return vec![e.to_string()],
     };
-    match load_dir(&config.connectors_dir) {
+    match load_dir(&config.connectors_dir, config.connect_converter) {
         Ok(results) => results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect(),
         Err(e) => vec![e.to_string()],
     }

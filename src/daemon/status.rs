@@ -19,7 +19,9 @@ pub enum State {
     Running,
     /// It failed and waits to be restarted (with backoff).
     Failed,
-    /// It was asked to stop and is draining or has drained.
+    /// Paused through the REST API: drained, not reading or writing, resumable.
+    Paused,
+    /// Stopped through the REST API, or draining on its way out.
     Stopped,
 }
 
@@ -43,18 +45,21 @@ pub struct ConnectorStatus {
     pub kind: &'static str,
     pub file: PathBuf,
     pub stats: Stats,
+    /// The config it runs with (a parked connector's is updated by reloads).
+    pub config: Mutex<crate::config::ConnectorConfig>,
     /// Restarts after failures (not reloads).
     pub restarts: AtomicU64,
     current: Mutex<Current>,
 }
 
 impl ConnectorStatus {
-    pub fn new(name: &str, kind: &'static str, file: PathBuf, stats: Stats) -> ConnectorStatus {
+    pub fn new(config: &crate::config::ConnectorConfig, stats: Stats) -> ConnectorStatus {
         ConnectorStatus {
-            name: name.to_string(),
-            kind,
-            file,
+            name: config.name.clone(),
+            kind: config.kind.name(),
+            file: config.file.clone(),
             stats,
+            config: Mutex::new(config.clone()),
             restarts: AtomicU64::new(0),
             current: Mutex::new(Current { state: State::Running, error: None, since: Instant::now() }),
         }
@@ -78,10 +83,18 @@ impl ConnectorStatus {
         self.set(State::Stopped, None);
     }
 
+    pub fn paused(&self) {
+        self.set(State::Paused, None);
+    }
+
     /// The state, the last error (when failed) and how long it has been in that state.
     pub fn state(&self) -> (State, Option<String>, std::time::Duration) {
         let c = self.current.lock().unwrap_or_else(|p| p.into_inner());
         (c.state, c.error.clone(), c.since.elapsed())
+    }
+
+    pub fn config(&self) -> crate::config::ConnectorConfig {
+        self.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Why the connector is not healthy, if it is not: failed, or (sink) a partition stalled.
@@ -89,7 +102,8 @@ impl ConnectorStatus {
         let (state, error, _) = self.state();
         match state {
             State::Failed => return Some(error.unwrap_or_else(|| "failed".into())),
-            State::Stopped => return Some("stopped".into()),
+            // Paused or stopped on purpose (REST API), or draining for a reload: not a fault.
+            State::Paused | State::Stopped => return None,
             State::Running => {}
         }
         if let Stats::Sink(s) = &self.stats {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::status::{ConnectorStatus, Registry, Stats};
+use super::status::{ConnectorStatus, Registry, State, Stats};
 use crate::config::kafka_props::merged;
 use crate::config::{ConfigError, ConnectorConfig, ConnectorKind, DaemonConfig};
 use crate::sink::Sink;
@@ -25,6 +25,17 @@ use crate::source::{Source, sleep_unless};
 enum Then {
     Remove,
     Start(Box<ConnectorConfig>),
+    /// Stay drained, in this state (paused or stopped through the REST API), until resumed.
+    Park(State),
+}
+
+/// Requests from the REST API, applied by the supervisor loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Pause(String),
+    Resume(String),
+    Stop(String),
+    Restart(String),
 }
 
 struct Slot {
@@ -34,6 +45,8 @@ struct Slot {
     status: Arc<ConnectorStatus>,
     /// Set once it was asked to stop.
     then: Option<Then>,
+    /// Drained and kept (paused or stopped through the REST API).
+    parked: bool,
 }
 
 pub struct Supervisor {
@@ -98,6 +111,22 @@ impl Supervisor {
         let names: Vec<String> = self.slots.keys().cloned().collect();
         for name in names {
             let Some(slot) = self.slots.get_mut(&name) else { continue };
+            if slot.parked {
+                match wanted.remove(&name) {
+                    // Keeps its state; the new version runs when it is resumed.
+                    Some(new) => {
+                        *slot.status.config.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
+                        slot.connector = new;
+                    }
+                    None if rejected.contains_key(&slot.connector.file) => {}
+                    None => {
+                        self.registry.remove(&name);
+                        self.slots.remove(&name);
+                        applied.stopped.push(name.clone());
+                    }
+                }
+                continue;
+            }
             match wanted.remove(&name) {
                 Some(new) if slot.then.is_some() => {
                     // Already stopping: start this version once it has drained.
@@ -134,12 +163,7 @@ impl Supervisor {
             ConnectorKind::Source(_) => Stats::Source(Default::default()),
             ConnectorKind::Sink(_) => Stats::Sink(Default::default()),
         };
-        let status = Arc::new(ConnectorStatus::new(
-            &connector.name,
-            connector.kind.name(),
-            connector.file.clone(),
-            stats,
-        ));
+        let status = Arc::new(ConnectorStatus::new(&connector, stats));
         tracing::info!(connector = %connector.name, kind = connector.kind.name(), file = %connector.file.display(), "starting connector");
         let stop = Arc::new(AtomicBool::new(false));
         let (c, config, stop2, status2, claims) =
@@ -156,7 +180,48 @@ impl Supervisor {
             }
         };
         self.registry.insert(status.clone());
-        self.slots.insert(connector.name.clone(), Slot { connector, stop, handle, status, then: None });
+        self.slots.insert(
+            connector.name.clone(),
+            Slot { connector, stop, handle, status, then: None, parked: false },
+        );
+    }
+
+    /// Applies a REST request. Returns false if there is no such connector.
+    pub fn request(&mut self, request: Request) -> bool {
+        let (name, then) = match &request {
+            Request::Pause(n) => (n, Some(Then::Park(State::Paused))),
+            Request::Stop(n) => (n, Some(Then::Park(State::Stopped))),
+            Request::Restart(n) | Request::Resume(n) => (n, None),
+        };
+        let Some(slot) = self.slots.get_mut(name) else { return false };
+        tracing::info!(connector = %name, ?request, "REST request");
+        match request {
+            Request::Pause(_) | Request::Stop(_) => {
+                if slot.parked {
+                    if let Some(Then::Park(state)) = then {
+                        set_parked(&slot.status, state);
+                    }
+                } else {
+                    slot.stop.store(true, Ordering::Relaxed);
+                    slot.then = then;
+                }
+            }
+            Request::Resume(_) | Request::Restart(_) => {
+                if slot.parked {
+                    let connector = slot.connector.clone();
+                    self.slots.remove(name);
+                    self.launch(connector);
+                } else if matches!(request, Request::Restart(_)) && slot.then.is_none() {
+                    slot.stop.store(true, Ordering::Relaxed);
+                    slot.then = Some(Then::Start(Box::new(slot.connector.clone())));
+                } else if matches!(slot.then, Some(Then::Park(_))) {
+                    // Resumed before it finished draining: start it again once drained.
+                    slot.then = Some(Then::Start(Box::new(slot.connector.clone())));
+                }
+            }
+        }
+        self.reap();
+        true
     }
 
     /// Finishes what drained: removes stopped connectors, starts replacements.
@@ -172,17 +237,33 @@ impl Supervisor {
             if let Some(h) = slot.handle.take() {
                 let _ = h.join();
             }
-            slot.status.stopped();
-            self.registry.remove(&name);
-            match slot.then {
-                Some(Then::Start(new)) => self.launch(*new),
-                _ => tracing::info!(connector = %name, "connector stopped"),
+            match slot.then.take() {
+                Some(Then::Start(new)) => {
+                    self.registry.remove(&name);
+                    self.launch(*new);
+                }
+                Some(Then::Park(state)) => {
+                    set_parked(&slot.status, state);
+                    tracing::info!(connector = %name, ?state, "connector drained and parked");
+                    slot.parked = true;
+                    self.slots.insert(name, slot);
+                }
+                _ => {
+                    slot.status.stopped();
+                    self.registry.remove(&name);
+                    tracing::info!(connector = %name, "connector stopped");
+                }
             }
         }
     }
 
     pub fn running(&self) -> usize {
-        self.slots.len()
+        self.slots.values().filter(|s| !s.parked).count()
+    }
+
+    /// The config a connector runs with (for the REST API).
+    pub fn config_of(&self, name: &str) -> Option<&ConnectorConfig> {
+        self.slots.get(name).map(|s| &s.connector)
     }
 
     /// Stops every connector and waits for them to drain until `deadline`; `waiting` is called
@@ -208,6 +289,13 @@ impl Supervisor {
                 tracing::error!(connector = %name, "did not drain within the shutdown timeout; the next start resumes from its last checkpoint or commit");
             }
         }
+    }
+}
+
+fn set_parked(status: &ConnectorStatus, state: State) {
+    match state {
+        State::Paused => status.paused(),
+        _ => status.stopped(),
     }
 }
 

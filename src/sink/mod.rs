@@ -56,6 +56,8 @@ pub struct SinkStats {
     pub lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
     /// From consuming a record to the fsync that made it durable.
     pub durable_seconds: crate::metrics::LatencyHistogram,
+    /// The offsets last committed, per partition (for the REST API's offsets).
+    pub committed: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
     pub records_skipped_null: AtomicU64,
     pub records_duplicate: AtomicU64,
     pub offsets_skipped: AtomicU64,
@@ -213,9 +215,10 @@ impl<'a> Sink<'a> {
             SinkStart::Earliest => "earliest",
             SinkStart::Latest => "latest",
         };
-        let consumer: BaseConsumer<SinkContext> = client::sink_consumer(&self.props, name, reset)
-            .create_with_context(SinkContext { state: state.clone(), stats: self.stats.clone() })
-            .map_err(SinkError::Consumer)?;
+        let consumer: BaseConsumer<SinkContext> =
+            client::sink_consumer(&self.props, &self.connector.group_id(), reset)
+                .create_with_context(SinkContext { state: state.clone(), stats: self.stats.clone() })
+                .map_err(SinkError::Consumer)?;
         // Put right what an earlier run left, including partitions this daemon may never be
         // assigned again (another daemon took them over while it was down).
         let local = self.local_partitions();
@@ -532,6 +535,12 @@ fn commit_partitions<C: ConsumerContext>(
                 }
             }
             st.stats.commits.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut committed = st.stats.committed.lock().unwrap_or_else(|p| p.into_inner());
+                for (topic, partition, c) in &commits {
+                    committed.insert((topic.clone(), *partition), c.offset);
+                }
+            }
             let path = st.cache_path.clone();
             st.cache.record(commits).map_err(|source| SinkError::Cache { path, source })
         }

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod claims;
+pub mod connect_offsets;
 pub mod discover;
 pub mod fingerprint;
 pub mod positions;
@@ -33,7 +34,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::connector::{KeyMode, StartAt};
+use crate::config::connector::{KeyMode, StartAt, ValueFormat};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SourceConfig};
 use crate::kafka::{admin, client};
@@ -214,6 +215,8 @@ pub struct SourceStats {
     pub transaction_aborts: std::sync::atomic::AtomicU64,
     /// From reading a line to Kafka's acknowledgement.
     pub delivery_seconds: crate::metrics::LatencyHistogram,
+    /// The positions last made durable, by path (for the REST API's offsets).
+    pub positions: std::sync::Mutex<std::collections::BTreeMap<PathBuf, u64>>,
     /// Files held open.
     pub files: std::sync::atomic::AtomicU64,
     /// Files followed with their descriptor closed while idle (`close_idle_after`).
@@ -876,6 +879,8 @@ impl<'a> Source<'a> {
         let stats = &self.stats;
         let dead_letter_topic = self.cfg.dead_letter_topic.as_deref();
         let max_line = self.cfg.max_line_bytes;
+        let value_format = self.cfg.value_format;
+        let mut envelope: Vec<u8> = Vec::new();
         let mut send = |line: Line<'_>| -> Flow {
             if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
                 let seq = acks.next_seq;
@@ -913,6 +918,14 @@ impl<'a> Source<'a> {
                 let seq = acks.push(line.end, None);
                 acks.ack(seq);
                 return Flow::Continue;
+            };
+            let payload = match value_format {
+                ValueFormat::Raw => payload,
+                ValueFormat::ConnectJson => {
+                    envelope.clear();
+                    connect_json_envelope(payload, &mut envelope);
+                    envelope.as_slice()
+                }
             };
             let seq = acks.next_seq;
             let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
@@ -1253,6 +1266,8 @@ impl<'a> Source<'a> {
         }
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
         self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
+        *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =
+            checkpoints.entries.values().map(|e| (e.path.clone(), e.offset)).collect();
         Ok(())
     }
 
@@ -1275,6 +1290,8 @@ impl<'a> Source<'a> {
             .save()
             .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?;
         self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
+        *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =
+            checkpoints.entries.values().map(|e| (e.path.clone(), e.offset)).collect();
         Ok(())
     }
 }
@@ -1302,6 +1319,17 @@ fn entry(t: &Tracked, id: FileId) -> Entry {
     }
 }
 
+/// Kafka Connect JsonConverter's envelope for a string value (as FileStreamSource's records
+/// look under a worker with `value.converter.schemas.enable=true`). Bytes that are not UTF-8 are
+/// replaced, as Connect's StringConverter would have decoded them.
+pub fn connect_json_envelope(line: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"schema":{"type":"string","optional":false},"payload":"#);
+    let text = String::from_utf8_lossy(line);
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text.as_ref());
+    out.push(b'}');
+}
+
 /// Sleeps for `d`, waking early if `stop` is set.
 pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let deadline = Instant::now() + d;
@@ -1313,6 +1341,16 @@ pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::AckQueue;
+
+    #[test]
+    fn connect_json_envelopes_are_what_jsonconverter_writes() {
+        let mut out = Vec::new();
+        super::connect_json_envelope(b"say \"hi\"\tnow", &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            r#"{"schema":{"type":"string","optional":false},"payload":"say \"hi\"\tnow"}"#
+        );
+    }
 
     #[test]
     fn checkpoint_advances_over_the_acknowledged_prefix_only() {

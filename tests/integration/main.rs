@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod cluster;
+mod connect;
 mod connectors;
 mod exactly_once;
 mod hostile;

@@ -105,7 +105,7 @@ impl Daemon {
 
     /// The HTTP listener's address (the harness listens on port 0), from the log of this start.
     pub fn http_addr(&self) -> std::net::SocketAddr {
-        let marker = "HTTP listener: /metrics, /health addr=";
+        let marker = "HTTP listener: /metrics, /health, Kafka Connect REST API addr=";
         super::wait_for("the HTTP listener in the daemon log", Duration::from_secs(30), || {
             let log = self.log();
             let line = log.lines().rev().find(|l| l.contains(marker))?;
@@ -116,6 +116,18 @@ impl Daemon {
     /// `GET path` on the daemon's HTTP listener: the status code and the body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.http_addr(), path)
+    }
+
+    /// Any request on the daemon's HTTP listener: the status code and the body.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        http_request(self.http_addr(), method, path, body)
+    }
+
+    /// `GET path`, parsed as JSON (panics on a non-200 answer).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.http_get(path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
     /// Starts the daemon under `wrapper` (a command and its arguments, e.g. `prlimit` or
@@ -233,10 +245,21 @@ impl Drop for Daemon {
 
 /// A plain HTTP/1.1 GET (no client library: the request is what is under test).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, "")
+}
+
+/// A plain HTTP/1.1 request with a JSON body (empty: none).
+pub fn http_request(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
