@@ -27,6 +27,8 @@ pub struct DaemonConfig {
     pub kafka: KafkaProps,
     /// Where `/metrics` and `/health` are served (`None`: no listener).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Names (besides the listener's address) a request's `Host` may carry.
+    pub http_allowed_hosts: Vec<String>,
     /// The worker converter Kafka Connect connector files are taken to have run under.
     pub connect_converter: super::connect::WorkerConverter,
 }
@@ -72,11 +74,13 @@ struct RawHttp {
     #[serde(default = "default_http_enabled")]
     enabled: bool,
     listen: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
-        RawHttp { enabled: true, listen: None }
+        RawHttp { enabled: true, listen: None, allowed_hosts: Vec::new() }
     }
 }
 
@@ -154,6 +158,7 @@ impl DaemonConfig {
         Ok(DaemonConfig {
             file: file.to_path_buf(),
             http_listen,
+            http_allowed_hosts: raw.http.allowed_hosts,
             connect_converter: raw.connect.value_converter,
             connectors_dir: base.join(raw.connectors_dir),
             state_dir: base.join(raw.state_dir),

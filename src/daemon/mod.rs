@@ -52,8 +52,14 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let (requests_tx, requests) = std::sync::mpsc::channel();
     let _http = match config.http_listen {
         Some(addr) => Some(
-            crate::http::start(addr, registry.clone(), requests_tx, config.kafka.clone())
-                .map_err(DaemonError::Http)?,
+            crate::http::start(
+                addr,
+                registry.clone(),
+                requests_tx,
+                config.http_allowed_hosts.clone(),
+                config.kafka.clone(),
+            )
+            .map_err(DaemonError::Http)?,
         ),
         None => None,
     };
@@ -67,8 +73,12 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     // Changes in the connectors directory are applied like SIGHUP, once they settle.
     let (dir_tx, dir_events) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = dir_tx.send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Only changes: reading the files (ours at each reload, or anyone's) must not count,
+        // or a reload would trigger the next one.
+        if !event.is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = dir_tx.send(());
+        }
     })
     .ok();
     if let Some(w) = watcher.as_mut() {

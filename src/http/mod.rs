@@ -3,7 +3,11 @@
 //! Connect's REST API (`connect_api`), and `GET /macklake/status` (what `macklake status` prints).
 //!
 //! It runs on its own thread with a small single-threaded tokio runtime, so that a slow or
-//! hostile client can never take time from the connectors' threads.
+//! hostile client can never take time from the connectors' threads. Hostile clients are bounded
+//! here too: at most `MAX_CONNECTIONS` at once, 16 KiB of request head, 10 s to send it, 30 s per
+//! connection, request bodies never read (no endpoint takes one), and a `Host` header that is not
+//! the listener's own address or a configured name is refused (DNS rebinding: a browser page
+//! from elsewhere must not reach a loopback API). No CORS headers are ever sent.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +33,8 @@ pub struct AppState {
     pub requests: std::sync::Mutex<std::sync::mpsc::Sender<Request>>,
     /// The listener's address, which Connect calls the worker id.
     pub addr: SocketAddr,
+    /// Names besides the listener's address that `Host` may carry (`http.allowed_hosts`).
+    allowed_hosts: Vec<String>,
     kafka: KafkaProps,
     cluster_id: tokio::sync::Mutex<Option<String>>,
 }
@@ -36,6 +42,23 @@ pub struct AppState {
 impl AppState {
     pub fn worker_id(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The listener's own address (as IP, or `localhost` for a loopback one), with or without
+    /// its port, or a configured name.
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let port = self.addr.port().to_string();
+        let name = match host.rsplit_once(':') {
+            Some((name, p)) if p == port && !name.ends_with(':') => name.to_string(),
+            Some((name, _)) if name.starts_with('[') && !host.ends_with(']') => return false,
+            _ => host.clone(),
+        };
+        let ip = self.addr.ip();
+        let own = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+        name == own
+            || (ip.is_loopback() && (name == "localhost" || name == "127.0.0.1" || name == "[::1]"))
+            || self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(&name))
     }
 
     /// Kafka's cluster id, asked once Kafka answers (null until then).
@@ -58,6 +81,46 @@ impl AppState {
 
     fn send(&self, request: Request) -> Result<(), ()> {
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).send(request).map_err(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(addr: &str, allowed: &[&str]) -> AppState {
+        AppState {
+            registry: Default::default(),
+            requests: std::sync::Mutex::new(std::sync::mpsc::channel().0),
+            addr: addr.parse().expect("address"),
+            allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+            kafka: Default::default(),
+            cluster_id: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn only_the_listeners_own_names_are_accepted_as_host() {
+        let s = state("127.0.0.1:8083", &["macklake.internal"]);
+        for ok in [
+            "127.0.0.1:8083",
+            "localhost:8083",
+            "LOCALHOST:8083",
+            "127.0.0.1",
+            "[::1]:8083",
+            "macklake.internal:8083",
+        ] {
+            assert!(s.host_allowed(ok), "{ok}");
+        }
+        for bad in ["evil.example:8083", "127.0.0.1:9999", "", "127.0.0.1.evil.example", "localhost.:8083"] {
+            assert!(!s.host_allowed(bad), "{bad}");
+        }
+        let public = state("10.0.0.5:8083", &[]);
+        assert!(public.host_allowed("10.0.0.5:8083"));
+        assert!(
+            !public.host_allowed("localhost:8083"),
+            "localhost is not this listener when it is not on loopback"
+        );
     }
 }
 
@@ -92,6 +155,7 @@ pub fn start(
     addr: SocketAddr,
     registry: Arc<Registry>,
     requests: std::sync::mpsc::Sender<Request>,
+    allowed_hosts: Vec<String>,
     kafka: KafkaProps,
 ) -> Result<Server, HttpError> {
     let listener = std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
@@ -102,6 +166,7 @@ pub fn start(
         registry,
         requests: std::sync::Mutex::new(requests),
         addr: local,
+        allowed_hosts,
         kafka,
         cluster_id: tokio::sync::Mutex::new(None),
     });
@@ -124,17 +189,71 @@ pub fn start(
                         return;
                     }
                 };
-                let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
-                if let Err(error) = served.await {
-                    tracing::error!(%error, "the HTTP listener stopped");
+                tokio::select! {
+                    _ = serve(listener, app) => {}
+                    _ = rx => {}
                 }
             });
         })
         .map_err(HttpError::Thread)?;
     tracing::info!(addr = %local, "HTTP listener: /metrics, /health, Kafka Connect REST API");
     Ok(Server { addr: local, shutdown: Some(tx), thread: Some(thread) })
+}
+
+/// At most this many connections are served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// Request line and headers, together.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(error) => {
+                // Out of descriptors, for instance: wait instead of spinning.
+                tracing::warn!(%error, "HTTP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(true);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "HTTP connection closed on an error"),
+                Err(_) => tracing::info!(%peer, "HTTP connection closed: it took longer than 30 s"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Refuses requests whose `Host` is not this listener (DNS rebinding) with 421.
+async fn check_host(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if state.host_allowed(host) {
+        return next.run(request).await;
+    }
+    tracing::warn!(host = %host.chars().take(100).collect::<String>(), "HTTP request refused: its Host is not this listener (DNS rebinding?)");
+    connect_api::error(
+        StatusCode::MISDIRECTED_REQUEST,
+        "this listener answers only to its own address (or a name in http.allowed_hosts)",
+    )
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -144,6 +263,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/macklake/status", get(status))
         .merge(connect_api::routes())
         .fallback(|| async { connect_api::error(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
 }
 

@@ -11,4 +11,5 @@ mod connectors;
 mod exactly_once;
 mod hostile;
 mod rotation;
+mod security;
 mod service;
