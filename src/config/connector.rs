@@ -285,13 +285,14 @@ struct Head {
 }
 
 impl ConnectorConfig {
-    pub fn load(file: &Path) -> Result<ConnectorConfig, ConfigError> {
+    /// Reads a connector file; `${file:...}` references may read only under `secret_dirs`.
+    pub fn load(file: &Path, secret_dirs: &[PathBuf]) -> Result<ConnectorConfig, ConfigError> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
-        Self::parse(file, &text)
+        Self::parse(file, &text, secret_dirs)
     }
 
-    pub fn parse(file: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
+    pub fn parse(file: &Path, text: &str, secret_dirs: &[PathBuf]) -> Result<ConnectorConfig, ConfigError> {
         let head: Head = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
         let name = head
             .name
@@ -323,7 +324,9 @@ impl ConnectorConfig {
                 return Err(ConfigError::new(file, "missing key `kind` (\"file-source\" or \"file-sink\")"));
             }
         };
-        let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka)?;
+        let scope =
+            kafka_props::SecretScope { base: file.parent().unwrap_or(Path::new(".")), allowed: secret_dirs };
+        let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka, scope)?;
         Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka })
     }
 }
@@ -418,8 +421,12 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
 }
 
 /// Every connector file in `dir` (`*.toml`, sorted by name), each parsed on its own: one bad file
-/// does not hide the others. Duplicate names are reported against the later file.
-pub fn load_dir(dir: &Path) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
+/// does not hide the others. Duplicate names are reported against the later file. `${file:...}`
+/// secret references may read only under `secret_dirs`.
+pub fn load_dir(
+    dir: &Path,
+    secret_dirs: &[PathBuf],
+) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConfigError::new(dir, format!("cannot list the connectors directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
@@ -432,7 +439,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Result<ConnectorConfig, ConfigError>>,
     Ok(files
         .iter()
         .map(|f| {
-            let c = ConnectorConfig::load(f)?;
+            let c = ConnectorConfig::load(f, secret_dirs)?;
             if let Some(first) = seen.get(&c.name) {
                 return Err(ConfigError::new(
                     f,
@@ -450,7 +457,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
-        ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text)
+        ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text, &[])
     }
 
     #[test]

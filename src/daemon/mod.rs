@@ -54,7 +54,8 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         None => None,
     };
     let mut supervisor = Supervisor::new(config.clone(), registry.clone());
-    let applied = supervisor.apply(load_dir(&config.connectors_dir).map_err(DaemonError::Connectors)?);
+    let applied = supervisor
+        .apply(load_dir(&config.connectors_dir, &config.secret_dirs).map_err(DaemonError::Connectors)?);
     if supervisor.running() == 0 {
         tracing::warn!(dir = %config.connectors_dir.display(), "no valid connector file; waiting for one (or a signal)");
     }
@@ -88,7 +89,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 trigger = if signalled { "SIGHUP" } else { "connectors directory changed" },
                 "reloading connectors"
             );
-            match load_dir(&config.connectors_dir) {
+            match load_dir(&config.connectors_dir, &config.secret_dirs) {
                 Ok(loaded) => {
                     let applied = supervisor.apply(loaded);
                     tracing::info!(started = ?applied.started, restarted = ?applied.restarted, stopped = ?applied.stopped, unchanged = applied.unchanged, rejected = applied.rejected, "reloaded");
@@ -125,7 +126,7 @@ pub fn check(config_path: &std::path::Path) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return vec![e.to_string()],
     };
-    match load_dir(&config.connectors_dir) {
+    match load_dir(&config.connectors_dir, &config.secret_dirs) {
         Ok(results) => results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect(),
         Err(e) => vec![e.to_string()],
     }
