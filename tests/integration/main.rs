@@ -10,4 +10,5 @@ mod connectors;
 mod exactly_once;
 mod hostile;
 mod rotation;
+mod secured;
 mod service;
