@@ -96,8 +96,9 @@ pub struct SourceConfig {
     _kind: String,
     #[serde(default, rename = "name")]
     _name: String,
+    // Read by `Head` (resolved, redacted); not kept here, so `Debug` cannot show a raw password.
     #[serde(default, rename = "kafka")]
-    _kafka: toml::Table,
+    _kafka: de::IgnoredAny,
 }
 
 /// `kind = "file-sink"`: consume topics into rotating files.
@@ -122,8 +123,9 @@ pub struct SinkConfig {
     _kind: String,
     #[serde(default, rename = "name")]
     _name: String,
+    // Read by `Head` (resolved, redacted); not kept here, so `Debug` cannot show a raw password.
     #[serde(default, rename = "kafka")]
-    _kafka: toml::Table,
+    _kafka: de::IgnoredAny,
 }
 
 mod defaults {
@@ -458,6 +460,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text, &[])
+    }
+
+    #[test]
+    fn debug_of_a_connector_never_shows_a_password_written_in_it() {
+        let c = parse(
+            "name = \"app\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\n\
+             [kafka]\n\"sasl.password\" = \"hunter2-literal\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.kafka.get("sasl.password").map(String::as_str), Some("hunter2-literal"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("[hidden]"), "{shown}");
     }
 
     #[test]
