@@ -4,6 +4,7 @@
 //! - client (PLAINTEXT) listeners: P .. P+N-1
 //! - KRaft controller listeners, or ZooKeeper client ports: P+100 ..
 //! - ZooKeeper peer and leader-election ports: P+200 .., P+300 ..
+//! - optional SASL_SSL client listeners (KRaft only): S .. S+N-1, S chosen with `--sasl-ssl-port`
 //!
 //! so a second cluster runs beside the first with a base port at least 400 away.
 
@@ -83,7 +84,17 @@ pub struct Manifest {
     pub cluster_id: String,
     pub libs: PathBuf,
     pub heap: String,
+    /// First port of the SASL_SSL (SCRAM-SHA-512) listeners, when the cluster has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_ssl_port: Option<u16>,
 }
+
+/// The certificates of a cluster with SASL_SSL listeners (made by `cluster up`, under `DIR/tls`).
+pub const TLS_DIR: &str = "tls";
+/// Clients trust this CA (`ssl.ca.location`).
+pub const CA_CERT: &str = "ca.crt";
+/// The brokers' PEM keystore: private key and certificate chain in one file.
+pub const BROKER_PEM: &str = "broker.pem";
 
 /// The cluster directory and its plan.
 #[derive(Debug, Clone)]
@@ -139,6 +150,27 @@ impl Layout {
         self.port(0, n)
     }
 
+    /// SASL_SSL listener of node n, if the cluster has them.
+    pub fn sasl_ssl_port(&self, n: u32) -> Option<u16> {
+        self.manifest.sasl_ssl_port.map(|p| p + (n as u16 - 1))
+    }
+
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join(TLS_DIR)
+    }
+
+    /// The SASL_SSL bootstrap servers, if the cluster has such listeners.
+    pub fn sasl_ssl_bootstrap(&self) -> Option<String> {
+        self.manifest.sasl_ssl_port?;
+        Some(
+            self.nodes()
+                .filter_map(|n| self.sasl_ssl_port(n))
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
     /// KRaft controller port, or ZooKeeper client port.
     pub fn coordinator_port(&self, n: u32) -> u16 {
         self.port(100, n)
@@ -148,7 +180,10 @@ impl Layout {
     pub fn ports(&self, member: Member) -> Vec<(u16, &'static str)> {
         match (self.manifest.mode, member) {
             (Mode::Kraft, Member::Node(n)) => {
-                vec![(self.client_port(n), "client"), (self.coordinator_port(n), "controller")]
+                let mut ports =
+                    vec![(self.client_port(n), "client"), (self.coordinator_port(n), "controller")];
+                ports.extend(self.sasl_ssl_port(n).map(|p| (p, "SASL_SSL client")));
+                ports
             }
             (_, Member::Node(n)) => vec![(self.client_port(n), "client")],
             (_, Member::ZooKeeper(n)) => vec![
@@ -258,6 +293,7 @@ impl Layout {
                     .join(",");
                 vars.insert("quorum_voters", voters);
                 vars.insert("zookeeper_connect", self.controllers());
+                self.sasl_ssl_vars(n, &mut vars);
                 match self.manifest.mode {
                     Mode::Kraft => KRAFT_SERVER,
                     Mode::Zookeeper => ZK_BROKER,
@@ -275,6 +311,36 @@ impl Layout {
             }
         };
         render(template, &vars).map_err(|name| ClusterError::Template { member: member.to_string(), name })
+    }
+}
+
+impl Layout {
+    /// The SASL_SSL listener's settings (or nothing): SCRAM-SHA-512 over TLS with a PEM keystore.
+    /// Inter-broker and controller traffic stays on PLAINTEXT, so only clients are affected.
+    fn sasl_ssl_vars(&self, n: u32, vars: &mut BTreeMap<&str, String>) {
+        let Some(port) = self.sasl_ssl_port(n) else {
+            for k in ["extra_listeners", "extra_protocols", "sasl_ssl_config"] {
+                vars.insert(k, String::new());
+            }
+            return;
+        };
+        vars.insert("extra_listeners", format!(",SASL_SSL://127.0.0.1:{port}"));
+        vars.insert("extra_protocols", ",SASL_SSL:SASL_SSL".to_string());
+        let keystore = self.tls_dir().join(BROKER_PEM);
+        vars.insert(
+            "sasl_ssl_config",
+            format!(
+                "\n# SASL_SSL client listener (`cluster up --sasl-ssl-port`): SCRAM-SHA-512 users are created\n\
+                 # when the storage is formatted; the certificate is signed by {tls}/{CA_CERT}.\n\
+                 sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+                 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+                 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+                 listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+                 listener.name.sasl_ssl.ssl.keystore.location={keystore}\n",
+                tls = self.tls_dir().display(),
+                keystore = keystore.display(),
+            ),
+        );
     }
 }
 
@@ -319,6 +385,7 @@ mod tests {
                 cluster_id: "id".into(),
                 libs: PathBuf::from("/libs"),
                 heap: "512m".into(),
+                sasl_ssl_port: None,
             },
         }
     }
@@ -343,6 +410,22 @@ mod tests {
         ] {
             assert!(text.contains(&format!("{line}\n")), "missing {line}");
         }
+        assert!(!text.contains("${"));
+    }
+
+    #[test]
+    fn a_sasl_ssl_listener_is_added_beside_plaintext() {
+        let mut l = layout(Mode::Kraft, 9092);
+        l.manifest.sasl_ssl_port = Some(9392);
+        let text = l.render(Member::Node(2)).expect("renders");
+        assert!(text.contains(
+            "listeners=PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:9193,SASL_SSL://127.0.0.1:9393\n"
+        ));
+        assert!(text.contains("advertised.listeners=PLAINTEXT://127.0.0.1:9093,SASL_SSL://127.0.0.1:9393\n"));
+        assert!(text.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        assert!(text.contains("listener.name.sasl_ssl.ssl.keystore.location=/tmp/c/tls/broker.pem\n"));
+        assert_eq!(l.sasl_ssl_bootstrap().as_deref(), Some("127.0.0.1:9392,127.0.0.1:9393,127.0.0.1:9394"));
+        assert!(l.ports(Member::Node(3)).contains(&(9394, "SASL_SSL client")));
         assert!(!text.contains("${"));
     }
 

@@ -74,6 +74,22 @@ pub enum ClusterError {
     /// Formatting a node's storage failed.
     #[error("formatting the storage of {member} failed:\n{output}")]
     FormatFailed { member: Member, output: String },
+    /// `--sasl-ssl-port` with a ZooKeeper-mode cluster.
+    #[error(
+        "--sasl-ssl-port needs a KRaft cluster (SCRAM users are created when KRaft storage is formatted)"
+    )]
+    SaslSslNeedsKraft,
+    /// The SASL_SSL ports collide with the client or controller ports.
+    #[error(
+        "--sasl-ssl-port {port} overlaps the ports planned from base port {base_port} (clients P.., controllers P+100..): pick another, e.g. P+50"
+    )]
+    SaslSslPortOverlap { port: u16, base_port: u16 },
+    /// A `--scram-user` that is not NAME=PASSWORD.
+    #[error("--scram-user must be NAME=PASSWORD (NAME without '=', ',', '[' or ']'), not `{name}=...`")]
+    BadScramUser { name: String },
+    /// Making the cluster's CA or broker certificate failed.
+    #[error("making the TLS certificates in {} failed (is `openssl` installed?): {output}", dir.display())]
+    Tls { dir: PathBuf, output: String },
     /// An I/O operation failed; `context` says which.
     #[error("{context}: {source}")]
     Io {
@@ -98,6 +114,10 @@ pub struct UpOptions {
     pub kafka_home: Option<PathBuf>,
     pub heap: String,
     pub timeout: Duration,
+    /// Add a SASL_SSL (SCRAM-SHA-512) client listener to every node, node n on this port + n-1.
+    pub sasl_ssl_port: Option<u16>,
+    /// SCRAM-SHA-512 users (name, password) created when the storage is first formatted.
+    pub scram_users: Vec<(String, String)>,
 }
 
 pub const DEFAULT_NODES: u32 = 3;
@@ -122,8 +142,17 @@ pub fn up(opts: &UpOptions, progress: &Progress) -> Result<(Layout, UpOutcome), 
             return Ok((l.clone(), UpOutcome::AlreadyRunning));
         }
     }
-    let java = java::find()?;
     let mode = opts.mode.or(existing.as_ref().map(|l| l.manifest.mode)).unwrap_or(Mode::Kraft);
+    let sasl_ssl_port = opts.sasl_ssl_port.or(existing.as_ref().and_then(|l| l.manifest.sasl_ssl_port));
+    if sasl_ssl_port.is_some() && mode != Mode::Kraft {
+        return Err(ClusterError::SaslSslNeedsKraft);
+    }
+    for (name, _) in &opts.scram_users {
+        if name.is_empty() || name.contains(['=', ',', '[', ']']) {
+            return Err(ClusterError::BadScramUser { name: name.clone() });
+        }
+    }
+    let java = java::find()?;
     let dist = distribution::locate(mode, opts.kafka_home.as_deref(), progress)?;
     progress.step(&format!(
         "Kafka {} from {} ({}), Java {}",
@@ -148,9 +177,24 @@ pub fn up(opts: &UpOptions, progress: &Progress) -> Result<(Layout, UpOutcome), 
                 .unwrap_or_else(new_cluster_id),
             libs: dist.libs.clone(),
             heap: opts.heap.clone(),
+            sasl_ssl_port,
         },
     };
+    if let Some(p) = sasl_ssl_port {
+        // The SASL_SSL range is chosen freely, so it may collide with the cluster's own plan.
+        let planned: Vec<u16> =
+            layout.members().iter().flat_map(|m| layout.ports(*m)).map(|(port, _)| port).collect();
+        let mut unique = planned.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != planned.len() {
+            return Err(ClusterError::SaslSslPortOverlap { port: p, base_port: layout.manifest.base_port });
+        }
+    }
     std::fs::create_dir_all(&layout.dir).map_err(io_err(format!("creating {}", layout.dir.display())))?;
+    if sasl_ssl_port.is_some() {
+        make_certificates(&layout, progress)?;
+    }
     layout.write_configs()?;
     layout.save()?;
 
@@ -164,7 +208,7 @@ pub fn up(opts: &UpOptions, progress: &Progress) -> Result<(Layout, UpOutcome), 
         }
     }
     if mode == Mode::Kraft {
-        format_storage(&layout, &java, &dist, &to_start, progress)?;
+        format_storage(&layout, &java, &dist, &to_start, &opts.scram_users, progress)?;
     }
     let mut started: Vec<(Member, Child)> = Vec::new();
     let result = start_members(&layout, &java, &dist, &to_start, &mut started, opts.timeout, progress);
@@ -197,6 +241,13 @@ fn check_same_shape(l: &Layout, opts: &UpOptions) -> Result<(), ClusterError> {
     if let Some(mode) = opts.mode.filter(|x| *x != m.mode) {
         return Err(mismatch(format!("{} mode", m.mode.name()), format!("{} mode", mode.name())));
     }
+    if let Some(p) = opts.sasl_ssl_port.filter(|p| Some(*p) != m.sasl_ssl_port) {
+        let existing = match m.sasl_ssl_port {
+            Some(q) => format!("SASL_SSL port {q}"),
+            None => "no SASL_SSL listener".to_string(),
+        };
+        return Err(mismatch(existing, format!("SASL_SSL port {p}")));
+    }
     Ok(())
 }
 
@@ -211,12 +262,106 @@ fn new_cluster_id() -> String {
     }
 }
 
-/// KRaft nodes need their storage formatted once with the cluster id; done in parallel.
+/// A CA and a broker certificate (SAN IP:127.0.0.1, DNS:localhost) signed by it, made once with
+/// `openssl` under `DIR/tls`: `ca.crt` for clients, `broker.pem` (key + chain) for the brokers.
+fn make_certificates(layout: &Layout, progress: &Progress) -> Result<(), ClusterError> {
+    let dir = layout.tls_dir();
+    if dir.join(layout::BROKER_PEM).exists() && dir.join(layout::CA_CERT).exists() {
+        return Ok(());
+    }
+    progress.step(&format!("making a CA and a broker certificate in {}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let ext = dir.join("broker.ext");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        .map_err(io_err(format!("writing {}", ext.display())))?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=macklake local cluster CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "broker.key",
+            "-out",
+            "broker.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "broker.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "broker.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            "broker.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| ClusterError::Tls { dir: dir.clone(), output: e.to_string() })?;
+        if !out.status.success() {
+            let output =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            return Err(ClusterError::Tls { dir: dir.clone(), output });
+        }
+    }
+    // Kafka's PEM keystore: the (unencrypted PKCS#8) private key followed by the certificate.
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(io_err(format!("reading {}", dir.join(name).display())))
+    };
+    let pem = read("broker.key")? + &read("broker.crt")?;
+    let target = dir.join(layout::BROKER_PEM);
+    std::fs::write(&target, pem).map_err(io_err(format!("writing {}", target.display())))?;
+    for key in ["ca.key", "broker.key", layout::BROKER_PEM] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(format!("restricting {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// KRaft nodes need their storage formatted once with the cluster id; done in parallel. SCRAM
+/// users can only be added then (afterwards it takes an admin client on a SASL listener).
 fn format_storage(
     layout: &Layout,
     java: &Java,
     dist: &Distribution,
     members: &[Member],
+    scram_users: &[(String, String)],
     progress: &Progress,
 ) -> Result<(), ClusterError> {
     let pending: Vec<Member> = members
@@ -237,6 +382,9 @@ fn format_storage(
             .arg("kafka.tools.StorageTool")
             .args(["format", "--ignore-formatted", "-t", &layout.manifest.cluster_id, "-c"])
             .arg(layout.config_file(*member))
+            .args(scram_users.iter().flat_map(|(name, password)| {
+                ["--add-scram".to_string(), format!("SCRAM-SHA-512=[name={name},password={password}]")]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
-use super::connector::{ConnectorConfig, ConnectorKind, Origin, SinkConfig, SourceConfig, validate_topic};
+use super::connector::{
+    ConnectorConfig, ConnectorKind, LoadContext, Origin, SinkConfig, SourceConfig, validate_topic,
+};
 use super::kafka_props::{self, KafkaProps};
 
 /// The worker-level value converter Connect connectors are taken to have run under (daemon
@@ -104,7 +106,7 @@ impl Raw {
 pub fn parse_properties(
     file: &Path,
     text: &[u8],
-    converter: WorkerConverter,
+    ctx: LoadContext<'_>,
 ) -> Result<ConnectorConfig, ConfigError> {
     let mut entries = BTreeMap::new();
     for line in java_properties::PropertiesIter::new(text) {
@@ -119,15 +121,11 @@ pub fn parse_properties(
             entries.insert(k, Entry { value: v, line: number });
         }
     }
-    build(Raw { file: file.to_path_buf(), entries }, converter)
+    build(Raw { file: file.to_path_buf(), entries }, ctx)
 }
 
 /// Parses the JSON form Connect's REST API takes: `{"name": "..", "config": {"k": "v", ..}}`.
-pub fn parse_json(
-    file: &Path,
-    text: &str,
-    converter: WorkerConverter,
-) -> Result<ConnectorConfig, ConfigError> {
+pub fn parse_json(file: &Path, text: &str, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError> {
     #[derive(serde::Deserialize)]
     struct Form {
         name: Option<String>,
@@ -168,10 +166,10 @@ pub fn parse_json(
             }
         }
     }
-    build(Raw { file: file.to_path_buf(), entries }, converter)
+    build(Raw { file: file.to_path_buf(), entries }, ctx)
 }
 
-fn build(raw: Raw, converter: WorkerConverter) -> Result<ConnectorConfig, ConfigError> {
+fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError> {
     let mut kafka_overrides: BTreeMap<String, String> = BTreeMap::new();
     for key in raw.entries.keys() {
         if KNOWN.contains(&key.as_str())
@@ -184,7 +182,7 @@ fn build(raw: Raw, converter: WorkerConverter) -> Result<ConnectorConfig, Config
         if let Some(p) =
             key.strip_prefix("producer.override.").or_else(|| key.strip_prefix("consumer.override."))
         {
-            kafka_overrides.insert(p.to_string(), raw.entries[key].value.clone());
+            kafka_overrides.insert(p.to_string(), key.clone());
             continue;
         }
         if key.starts_with("transforms.") || key.starts_with("predicates.") {
@@ -253,7 +251,7 @@ fn build(raw: Raw, converter: WorkerConverter) -> Result<ConnectorConfig, Config
     if !Path::new(file).is_absolute() {
         return Err(raw.err("file", format!("`{file}` is relative: give an absolute path")));
     }
-    let value_format = match converter {
+    let value_format = match ctx.converter {
         WorkerConverter::Raw => "raw",
         WorkerConverter::JsonWithSchemas => "connect-json",
     };
@@ -296,17 +294,22 @@ fn build(raw: Raw, converter: WorkerConverter) -> Result<ConnectorConfig, Config
         })?;
         ConnectorKind::Sink(c)
     };
-    let kafka: KafkaProps = kafka_overrides;
-    for key in kafka.keys() {
+    // producer.override.* / consumer.override.*: the connector's [kafka] overrides, with the
+    // same reserved properties and secret references as a TOML connector's.
+    let mut kafka = KafkaProps::new();
+    let base = raw.file.parent().unwrap_or(Path::new("."));
+    for (key, written) in &kafka_overrides {
         if let Some((_, why)) = kafka_props::RESERVED.iter().find(|(k, _)| k == key) {
-            let written = if is_source {
-                format!("producer.override.{key}")
-            } else {
-                format!("consumer.override.{key}")
-            };
             return Err(
-                raw.err(&written, format!("`{key}` is set by macklake and cannot be overridden: {why}"))
+                raw.err(written, format!("`{key}` is set by macklake and cannot be overridden: {why}"))
             );
+        }
+        let (value, referenced) = super::secrets::resolve(&raw.entries[written].value, base, ctx.secret_dirs)
+            .map_err(|problem| raw.err(written, problem))?;
+        if referenced {
+            kafka.insert_secret(key.clone(), value);
+        } else {
+            kafka.insert(key.clone(), value);
         }
     }
     let config: BTreeMap<String, String> =
@@ -324,12 +327,10 @@ fn build(raw: Raw, converter: WorkerConverter) -> Result<ConnectorConfig, Config
 mod tests {
     use super::*;
 
+    const CTX: LoadContext<'static> = LoadContext { converter: WorkerConverter::Raw, secret_dirs: &[] };
+
     fn props(text: &str) -> Result<ConnectorConfig, ConfigError> {
-        parse_properties(
-            Path::new("/etc/macklake/connectors.d/c.properties"),
-            text.as_bytes(),
-            WorkerConverter::Raw,
-        )
+        parse_properties(Path::new("/etc/macklake/connectors.d/c.properties"), text.as_bytes(), CTX)
     }
 
     #[test]
@@ -386,11 +387,10 @@ mod tests {
     fn the_json_form_is_read_too() {
         let text = "{\n  \"name\": \"j\",\n  \"config\": {\n    \"connector.class\": \"FileStreamSource\",\n    \
                     \"file\": \"/var/log/j.log\",\n    \"topic\": \"t\",\n    \"tasks.max\": 1\n  }\n}\n";
-        let c = parse_json(Path::new("/c/j.json"), text, WorkerConverter::Raw).expect("valid");
+        let c = parse_json(Path::new("/c/j.json"), text, CTX).expect("valid");
         assert_eq!(c.name, "j");
-        let err =
-            parse_json(Path::new("/c/j.json"), &text.replace("\"topic\"", "\"topik\""), WorkerConverter::Raw)
-                .expect_err("typo");
+        let err = parse_json(Path::new("/c/j.json"), &text.replace("\"topic\"", "\"topik\""), CTX)
+            .expect_err("typo");
         assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("topik")));
         assert!(err.message.contains("did you mean `topic`"), "{err}");
     }

@@ -123,8 +123,9 @@ pub struct SourceConfig {
     _kind: String,
     #[serde(default, rename = "name")]
     _name: String,
+    // Read by `Head` (resolved, redacted); not kept here, so `Debug` cannot show a raw password.
     #[serde(default, rename = "kafka")]
-    _kafka: toml::Table,
+    _kafka: de::IgnoredAny,
 }
 
 /// `kind = "file-sink"`: consume topics into rotating files.
@@ -149,8 +150,9 @@ pub struct SinkConfig {
     _kind: String,
     #[serde(default, rename = "name")]
     _name: String,
+    // Read by `Head` (resolved, redacted); not kept here, so `Debug` cannot show a raw password.
     #[serde(default, rename = "kafka")]
-    _kafka: toml::Table,
+    _kafka: de::IgnoredAny,
 }
 
 /// How record values relate to lines.
@@ -323,13 +325,14 @@ struct Head {
 }
 
 impl ConnectorConfig {
-    pub fn load(file: &Path) -> Result<ConnectorConfig, ConfigError> {
+    /// Reads a connector file; `${file:...}` references may read only under `secret_dirs`.
+    pub fn load(file: &Path, secret_dirs: &[PathBuf]) -> Result<ConnectorConfig, ConfigError> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
-        Self::parse(file, &text)
+        Self::parse(file, &text, secret_dirs)
     }
 
-    pub fn parse(file: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
+    pub fn parse(file: &Path, text: &str, secret_dirs: &[PathBuf]) -> Result<ConnectorConfig, ConfigError> {
         let head: Head = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
         let name = head
             .name
@@ -361,7 +364,9 @@ impl ConnectorConfig {
                 return Err(ConfigError::new(file, "missing key `kind` (\"file-source\" or \"file-sink\")"));
             }
         };
-        let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka)?;
+        let scope =
+            kafka_props::SecretScope { base: file.parent().unwrap_or(Path::new(".")), allowed: secret_dirs };
+        let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka, scope)?;
         Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka, origin: Origin::Toml })
     }
 }
@@ -459,7 +464,7 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
 /// does not hide the others. Duplicate names are reported against the later file.
 pub fn load_dir(
     dir: &Path,
-    converter: super::connect::WorkerConverter,
+    ctx: LoadContext<'_>,
 ) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConfigError::new(dir, format!("cannot list the connectors directory: {e}")))?;
@@ -475,7 +480,7 @@ pub fn load_dir(
     Ok(files
         .iter()
         .map(|f| {
-            let c = load_any(f, converter)?;
+            let c = load_any(f, ctx)?;
             if let Some(first) = seen.get(&c.name) {
                 return Err(ConfigError::new(
                     f,
@@ -488,23 +493,35 @@ pub fn load_dir(
         .collect())
 }
 
+/// What loading connector files takes from the daemon config.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadContext<'a> {
+    /// The worker converter Kafka Connect files are taken to have run under.
+    pub converter: super::connect::WorkerConverter,
+    /// `${file:...}` secret references may read only under these directories.
+    pub secret_dirs: &'a [PathBuf],
+}
+
+impl<'a> LoadContext<'a> {
+    pub fn of(config: &'a super::DaemonConfig) -> LoadContext<'a> {
+        LoadContext { converter: config.connect_converter, secret_dirs: &config.secret_dirs }
+    }
+}
+
 /// One connector file of any supported kind, by its extension: macklake's `.toml`, or a Kafka
 /// Connect `.properties` / `.json` file.
-pub fn load_any(
-    file: &Path,
-    converter: super::connect::WorkerConverter,
-) -> Result<ConnectorConfig, ConfigError> {
+pub fn load_any(file: &Path, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError> {
     let bytes = std::fs::read(file)
         .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
     match file.extension().and_then(|x| x.to_str()) {
-        Some("properties") => super::connect::parse_properties(file, &bytes, converter),
+        Some("properties") => super::connect::parse_properties(file, &bytes, ctx),
         Some("json") => {
             let text = String::from_utf8(bytes).map_err(|_| ConfigError::new(file, "not UTF-8 text"))?;
-            super::connect::parse_json(file, &text, converter)
+            super::connect::parse_json(file, &text, ctx)
         }
         _ => {
             let text = String::from_utf8(bytes).map_err(|_| ConfigError::new(file, "not UTF-8 text"))?;
-            ConnectorConfig::parse(file, &text)
+            ConnectorConfig::parse(file, &text, ctx.secret_dirs)
         }
     }
 }
@@ -514,7 +531,19 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
-        ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text)
+        ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text, &[])
+    }
+
+    #[test]
+    fn debug_of_a_connector_never_shows_a_password_written_in_it() {
+        let c = parse(
+            "name = \"app\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\n\
+             [kafka]\n\"sasl.password\" = \"hunter2-literal\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.kafka.get("sasl.password").map(String::as_str), Some("hunter2-literal"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("[hidden]"), "{shown}");
     }
 
     #[test]

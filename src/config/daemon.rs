@@ -25,6 +25,8 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// librdkafka properties for every connector (a connector's own `[kafka]` overrides them).
     pub kafka: KafkaProps,
+    /// The only directories `${file:...}` secret references may read from.
+    pub secret_dirs: Vec<PathBuf>,
     /// Where `/metrics` and `/health` are served (`None`: no listener).
     pub http_listen: Option<std::net::SocketAddr>,
     /// Names (besides the listener's address) a request's `Host` may carry.
@@ -59,6 +61,7 @@ struct Raw {
     http: RawHttp,
     #[serde(default)]
     connect: RawConnect,
+    secret_dirs: Option<Vec<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,7 +118,13 @@ impl DaemonConfig {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
         // Relative paths are taken relative to the config file, not to wherever the daemon started.
         let base = file.parent().unwrap_or(Path::new("."));
-        let kafka = kafka_props::from_toml(file, text, "kafka", &raw.kafka)?;
+        // By default secrets may sit beside the daemon config (e.g. /etc/macklake), nowhere else.
+        let secret_dirs: Vec<PathBuf> = match raw.secret_dirs {
+            Some(dirs) => dirs.into_iter().map(|d| base.join(d)).collect(),
+            None => vec![base.to_path_buf()],
+        };
+        let scope = kafka_props::SecretScope { base, allowed: &secret_dirs };
+        let kafka = kafka_props::from_toml(file, text, "kafka", &raw.kafka, scope)?;
         let daemon_id = match raw.daemon_id {
             Some(id) => id,
             None => nix::unistd::gethostname()
@@ -167,6 +176,7 @@ impl DaemonConfig {
             log_format: raw.log.format.unwrap_or(LogFormat::Text),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             kafka,
+            secret_dirs,
         })
     }
 }
@@ -212,6 +222,34 @@ mod tests {
         assert_eq!(err.line, Some(4));
         assert_eq!(err.key.as_deref(), Some("kafka.acks"));
         assert!(err.message.contains("acks=all"), "{err}");
+    }
+
+    #[test]
+    fn secret_references_resolve_under_secret_dirs_only_and_errors_are_located() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("macklake.toml");
+        std::fs::write(dir.path().join("kafka.properties"), "password = hunter2-very-secret\n")
+            .expect("write");
+        let head = "connectors_dir = \"c\"\nstate_dir = \"s\"\n";
+        // default: the config file's own directory
+        let ok = format!("{head}[kafka]\n\"sasl.password\" = \"${{file:kafka.properties:password}}\"\n");
+        let c = DaemonConfig::parse(&file, &ok).expect("valid");
+        assert_eq!(c.kafka.get("sasl.password").map(String::as_str), Some("hunter2-very-secret"));
+        assert_eq!(c.secret_dirs, vec![dir.path().to_path_buf()]);
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug of the whole config hides it");
+
+        let typo = format!(
+            "{head}[kafka]\n\"linger.ms\" = 5\n\"sasl.password\" = \"${{file:kafka.properties:pass}}\"\n"
+        );
+        let err = DaemonConfig::parse(&file, &typo).expect_err("no such key");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("kafka.sasl.password")));
+        assert!(err.to_string().contains("no key `pass`"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let elsewhere = format!("secret_dirs = [\"/etc/macklake/secrets\"]\n{ok}");
+        let err = DaemonConfig::parse(&file, &elsewhere).expect_err("outside secret_dirs");
+        assert!(err.message.contains("outside the directories"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Configuration, from files only: the daemon config (`daemon.rs`) and one connector per file in
 //! `connectors_dir` (`connector.rs`). Errors name the file, the line and the key.
 //!
-//! Invariant: nothing here talks to Kafka or the filesystem beyond reading the config files, so
-//! `macklake check` and `run` validate exactly the same way.
+//! Invariant: nothing here talks to Kafka or the filesystem beyond reading the config files and
+//! the secrets files they reference (`secrets.rs`, only under `secret_dirs`), so `macklake check`
+//! and `run` validate exactly the same way.
 
 pub mod connect;
 pub mod connector;
 pub mod daemon;
 pub mod kafka_props;
+pub mod secrets;
 pub mod units;
 
 use std::fmt;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::DaemonConfig;
-use crate::config::connector::load_dir;
+use crate::config::connector::{LoadContext, load_dir};
 use status::Registry;
 use supervisor::Supervisor;
 
@@ -65,7 +65,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     };
     let mut supervisor = Supervisor::new(config.clone(), registry.clone());
     let applied = supervisor
-        .apply(load_dir(&config.connectors_dir, config.connect_converter).map_err(DaemonError::Connectors)?);
+        .apply(load_dir(&config.connectors_dir, LoadContext::of(&config)).map_err(DaemonError::Connectors)?);
     if supervisor.running() == 0 {
         tracing::warn!(dir = %config.connectors_dir.display(), "no valid connector file; waiting for one (or a signal)");
     }
@@ -103,7 +103,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 trigger = if signalled { "SIGHUP" } else { "connectors directory changed" },
                 "reloading connectors"
             );
-            match load_dir(&config.connectors_dir, config.connect_converter) {
+            match load_dir(&config.connectors_dir, LoadContext::of(&config)) {
                 Ok(loaded) => {
                     let applied = supervisor.apply(loaded);
                     tracing::info!(started = ?applied.started, restarted = ?applied.restarted, stopped = ?applied.stopped, unchanged = applied.unchanged, rejected = applied.rejected, "reloaded");
@@ -143,7 +143,7 @@ pub fn check(config_path: &std::path::Path) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return vec![e.to_string()],
     };
-    match load_dir(&config.connectors_dir, config.connect_converter) {
+    match load_dir(&config.connectors_dir, LoadContext::of(&config)) {
         Ok(results) => results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect(),
         Err(e) => vec![e.to_string()],
     }

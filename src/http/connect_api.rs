@@ -80,12 +80,14 @@ fn kind_type(c: &ConnectorStatus) -> &'static str {
     }
 }
 
-/// Words in property names whose values are secrets (Connect's PASSWORD-typed configs).
-const SECRET_WORDS: &[&str] = &["password", "secret", "pem", "jaas", "token", "credential", "ssl.key"];
-
+/// A config key whose value must not be shown: a sensitive librdkafka property (the reviewed
+/// list in `kafka_props`), wherever it is written (`kafka.`, `producer.override.`, ...).
 fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SECRET_WORDS.iter().any(|w| k.contains(w)) && !k.ends_with(".location") && !k.ends_with(".type")
+    let property = ["kafka.", "producer.override.", "consumer.override.", "admin.override."]
+        .iter()
+        .find_map(|p| key.strip_prefix(p))
+        .unwrap_or(key);
+    crate::config::kafka_props::is_sensitive_name(property)
 }
 
 /// The connector's config as Connect would show it: a Connect file's own map; for macklake's

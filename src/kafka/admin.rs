@@ -5,6 +5,49 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Whether the cluster refused the client's credentials (SASL). Waiting does not fix that, so
+/// callers give up at once instead of retrying as if Kafka were down.
+pub fn authentication_failed(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
+}
+
+/// What a connector reports when `authentication_failed`: the cause, and what to check.
+pub const AUTHENTICATION_FAILED: &str = "Kafka refused the credentials (authentication failed): check \
+     sasl.username, sasl.password and sasl.mechanisms in the [kafka] tables (the broker's log says more)";
+
+/// `fetch_metadata`, but an authentication failure ends it early: librdkafka reports that only as
+/// an error event (a metadata request just times out), so the events are read between attempts.
+fn fetch_metadata(
+    consumer: &BaseConsumer,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<Metadata, KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let step = deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_secs(1));
+        match consumer.fetch_metadata(topic, step) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) => {
+                while let Some(event) = consumer.poll(Duration::ZERO) {
+                    if let Err(e) = event
+                        && authentication_failed(&e)
+                    {
+                        return Err(e);
+                    }
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
 
 /// The broker ids the cluster's metadata lists, asked through `bootstrap`.
 ///
@@ -36,7 +79,7 @@ pub fn topic_partitions(
     timeout: Duration,
 ) -> Result<Option<usize>, KafkaError> {
     let consumer: BaseConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let metadata = fetch_metadata(&consumer, Some(topic), timeout)?;
     Ok(metadata
         .topics()
         .iter()
@@ -56,7 +99,6 @@ pub fn ensure_topic(
 ) -> Result<TopicState, KafkaError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
 
     if let Some(partitions) = topic_partitions(config, topic, timeout)? {
         return Ok(TopicState::Existed { partitions });

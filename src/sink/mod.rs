@@ -43,6 +43,9 @@ pub enum SinkError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("commit cache {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
+    /// The cluster refused the credentials: retrying quietly would hide it for ever.
+    #[error("{msg} ({0})", msg = admin::AUTHENTICATION_FAILED)]
+    Authentication(KafkaError),
 }
 
 /// Shared counters (read by status and metrics).
@@ -181,14 +184,16 @@ impl<'a> Sink<'a> {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let missing: Vec<&String> = self
-                .cfg
-                .topics
-                .iter()
-                .filter(|t| {
-                    !matches!(admin::topic_partitions(&probe, t, Duration::from_secs(10)), Ok(Some(_)))
-                })
-                .collect();
+            let mut missing: Vec<&String> = Vec::new();
+            for t in &self.cfg.topics {
+                match admin::topic_partitions(&probe, t, Duration::from_secs(10)) {
+                    Ok(Some(_)) => {}
+                    Err(error) if admin::authentication_failed(&error) => {
+                        return Err(SinkError::Authentication(error));
+                    }
+                    _ => missing.push(t),
+                }
+            }
             if missing.is_empty() {
                 break;
             }

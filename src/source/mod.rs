@@ -77,6 +77,9 @@ pub enum SourceError {
     /// committed transaction are read back from the offsets topic.
     #[error("exactly-once transaction failed: {0}; restarting from the last committed positions")]
     Transaction(KafkaError),
+    /// The cluster refused the credentials: retrying quietly would hide it for ever.
+    #[error("{msg} ({0})", msg = admin::AUTHENTICATION_FAILED)]
+    Authentication(KafkaError),
 }
 
 enum Event {
@@ -397,6 +400,9 @@ impl<'a> Source<'a> {
                 Ok(_) => break,
                 Err(error @ KafkaError::AdminOp(_)) => {
                     return Err(SourceError::Topic { topic: topic.clone(), error });
+                }
+                Err(error) if admin::authentication_failed(&error) => {
+                    return Err(SourceError::Authentication(error));
                 }
                 Err(error) => {
                     tracing::warn!(connector = %self.connector.name, topic, %error, retry_in = ?backoff, "waiting for Kafka");

@@ -11,5 +11,6 @@ mod connectors;
 mod exactly_once;
 mod hostile;
 mod rotation;
+mod secured;
 mod security;
 mod service;
