@@ -167,10 +167,19 @@ fn state_name(state: ConnState) -> &'static str {
     }
 }
 
+/// The connector's version, as Connect 4 reports a plugin's: Kafka's for the FileStream classes.
+fn version(c: &ConnectorStatus) -> &'static str {
+    match c.config().origin {
+        Origin::Connect { .. } => CONNECT_VERSION,
+        Origin::Toml => env!("CARGO_PKG_VERSION"),
+    }
+}
+
 fn status_value(c: &ConnectorStatus, worker_id: &str) -> Value {
     let (state, error, _) = c.state();
-    let mut connector = json!({"state": state_name(state), "worker_id": worker_id});
-    let mut task = json!({"id": 0, "state": state_name(state), "worker_id": worker_id});
+    let version = version(c);
+    let mut connector = json!({"state": state_name(state), "worker_id": worker_id, "version": version});
+    let mut task = json!({"id": 0, "state": state_name(state), "worker_id": worker_id, "version": version});
     if let (ConnState::Failed, Some(trace)) = (state, error) {
         connector["trace"] = Value::String(trace.clone());
         task["trace"] = Value::String(trace);
@@ -217,9 +226,10 @@ async fn config(State(state): State<Arc<AppState>>, Path(name): Path<String>) ->
 }
 
 async fn status(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match find(&state, &name) {
-        Ok(c) => axum::Json(status_value(&c, &state.worker_id())).into_response(),
-        Err(r) => *r,
+    match state.registry.get(&name) {
+        Some(c) => axum::Json(status_value(&c, &state.worker_id())).into_response(),
+        // Connect's own wording for this one.
+        None => error(StatusCode::NOT_FOUND, format!("No status found for connector {name}")),
     }
 }
 
@@ -291,7 +301,7 @@ async fn offsets(State(state): State<Arc<AppState>>, Path(name): Path<String>) -
 
 async fn send(state: &AppState, name: &str, request: Request, ok: StatusCode) -> Response {
     if state.registry.get(name).is_none() {
-        return not_found(name);
+        return error(StatusCode::NOT_FOUND, format!("Unknown connector {name}"));
     }
     match state.send(request) {
         Ok(()) => ok.into_response(),

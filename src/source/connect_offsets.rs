@@ -151,6 +151,30 @@ pub fn read_entries(bytes: &[u8]) -> Result<Vec<RawEntry>, FormatError> {
     Ok(entries)
 }
 
+/// The byte offset of a FileStreamSource `position`, which counts UTF-16 code units (Java
+/// chars) of the lines read, not bytes; `None` unless it ends a line within `content` (the file
+/// changed since, or is not UTF-8). For ASCII files both are the same.
+pub fn byte_offset(content: &[u8], position: u64) -> Option<u64> {
+    if position == 0 {
+        return Some(0);
+    }
+    let text = std::str::from_utf8(content).ok().or_else(|| {
+        // A partial last character past the position does not matter: decode the valid prefix.
+        std::str::from_utf8(&content[..std::str::from_utf8(content).err()?.valid_up_to()]).ok()
+    })?;
+    let mut units = 0u64;
+    for (i, c) in text.char_indices() {
+        units += c.len_utf16() as u64;
+        if units == position {
+            return (c == '\n').then_some((i + c.len_utf8()) as u64);
+        }
+        if units > position {
+            return None;
+        }
+    }
+    None
+}
+
 /// One FileStreamSource position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilePosition {
@@ -267,26 +291,27 @@ pub fn import(
         for p in positions {
             let opened = std::fs::File::open(&p.filename).and_then(|f| {
                 let meta = f.metadata()?;
-                Ok((FileId::of(&meta), meta.len(), Fingerprint::of(&f)?))
+                let content = std::fs::read(&p.filename)?;
+                Ok((FileId::of(&meta), byte_offset(&content, p.position), Fingerprint::of(&f)?))
             });
             match opened {
-                Ok((_, size, _)) if size < p.position => report.skipped.push(format!(
-                    "{name}: {}: position {} is past its end ({size} bytes): rotated or truncated since; it will be read from the start",
+                Ok((_, None, _)) => report.skipped.push(format!(
+                    "{name}: {}: position {} (characters, as Connect counts) does not end a line of the file as it is now: rotated or changed since; it will be read from the start",
                     p.filename.display(),
                     p.position
                 )),
-                Ok((id, _, fingerprint)) => {
+                Ok((id, Some(offset), fingerprint)) => {
                     checkpoints.entries.insert(
                         id,
                         Entry {
                             path: p.filename.clone(),
                             id,
                             fingerprint,
-                            offset: p.position,
+                            offset,
                             seen_at: crate::fsutil::unix_now(),
                         },
                     );
-                    report.applied.push(format!("{name}: {} at byte {}", p.filename.display(), p.position));
+                    report.applied.push(format!("{name}: {} at byte {offset}", p.filename.display()));
                 }
                 Err(e) => report.skipped.push(format!("{name}: {}: {e}", p.filename.display())),
             }
@@ -341,6 +366,36 @@ mod tests {
                 position: 1234
             }]
         );
+    }
+
+    #[test]
+    fn the_file_a_real_connect_worker_wrote_is_read() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/connect-offsets/standalone.offsets"
+        ))
+        .expect("fixture");
+        let entries = read_entries(&bytes).expect("valid");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries.iter().filter(|(_, v)| v.is_none()).count(), 1, "the reset connector's tombstone");
+        let (positions, other) = file_positions(&bytes).expect("valid");
+        assert_eq!(other, 1);
+        let app = positions.iter().find(|p| p.connector == "app-logs").expect("app-logs");
+        assert_eq!(app.position, 14);
+        assert_eq!(app.filename, PathBuf::from("/tmp/macklake-connect-offsets-fixture/app.log"));
+    }
+
+    #[test]
+    fn connects_character_positions_become_byte_offsets_at_line_ends() {
+        // "héllo\n" is 6 characters (UTF-16 units) but 7 bytes.
+        let text = "héllo\nwörld\n".as_bytes();
+        assert_eq!(byte_offset(text, 6), Some(7));
+        assert_eq!(byte_offset(text, 12), Some(14));
+        assert_eq!(byte_offset(text, 3), None, "not at a line end");
+        assert_eq!(byte_offset(text, 40), None, "past the end");
+        // An emoji is two UTF-16 units.
+        assert_eq!(byte_offset("😀\n".as_bytes(), 3), Some(5));
+        assert_eq!(byte_offset(b"", 0), Some(0));
     }
 
     #[test]
