@@ -232,3 +232,104 @@ fn pause_resume_stop_and_restart_through_rest() {
     }
     assert!(d.stop().success());
 }
+
+/// A Kafka Connect standalone worker run by `scripts/connect-worker`; stopped when dropped.
+struct ConnectWorker {
+    dir: std::path::PathBuf,
+    running: bool,
+}
+
+impl ConnectWorker {
+    fn start(dir: &std::path::Path, port: u16, connectors: &[&std::path::Path]) -> ConnectWorker {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/connect-worker");
+        let out = std::process::Command::new(script)
+            .args(["start", "--dir"])
+            .arg(dir)
+            .args(["--bootstrap", &support::bootstrap(), "--port", &port.to_string()])
+            .args(connectors)
+            .output()
+            .expect("scripts/connect-worker runs");
+        assert!(
+            out.status.success(),
+            "the Connect worker did not start:\n{}{}",
+            support::text(&out.stdout),
+            support::text(&out.stderr)
+        );
+        ConnectWorker { dir: dir.to_path_buf(), running: true }
+    }
+
+    fn stop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/connect-worker");
+        let out =
+            std::process::Command::new(script).args(["stop", "--dir"]).arg(&self.dir).output().expect("runs");
+        assert!(out.status.success(), "stopping the worker: {}", support::text(&out.stderr));
+        self.running = false;
+    }
+}
+
+impl Drop for ConnectWorker {
+    fn drop(&mut self) {
+        if self.running {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/connect-worker");
+            let _ = std::process::Command::new(script).args(["stop", "--dir"]).arg(&self.dir).output();
+        }
+    }
+}
+
+/// A FileStreamSource ran under a real Connect worker for part of a file; macklake takes its
+/// positions over (import-offsets) and continues: every line in the topic once, in order, also
+/// after non-ASCII lines (Connect counts characters, not bytes).
+#[test]
+fn a_filestream_source_moves_from_a_connect_worker_to_macklake_without_loss_or_repeat() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("migrate-src");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let mut d = Daemon::new(&bootstrap, "migrate-host");
+    let file = d.logs.join("app.txt");
+    let line = |i: usize| if i % 7 == 0 { format!("größe {i} ✓") } else { format!("line {i}") };
+    let first: Vec<String> = (0..100).map(line).collect();
+    append(&file, &first);
+    let properties = d.root.path().join("migrate-src.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "name=migrate-src\nconnector.class=FileStreamSource\ntasks.max=1\nfile={}\ntopic={topic}\n",
+            file.display()
+        ),
+    )
+    .expect("write");
+    let worker_dir = d.root.path().join("connect");
+    let mut worker = ConnectWorker::start(&worker_dir, 18183, &[&properties]);
+    support::wait_for("Connect's lines in the topic", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 100).then_some(())
+    });
+    let second: Vec<String> = (100..150).map(line).collect();
+    append(&file, &second);
+    support::wait_for("Connect's second batch", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 150).then_some(())
+    });
+    worker.stop();
+    // Written while nobody reads the file: macklake must pick these up.
+    let third: Vec<String> = (150..200).map(line).collect();
+    append(&file, &third);
+
+    std::fs::copy(&properties, d.connectors.join("migrate-src.properties")).expect("copy");
+    let out = support::run(&[
+        "import-offsets",
+        "--config",
+        &d.config.to_string_lossy(),
+        &worker_dir.join("connect.offsets").to_string_lossy(),
+    ]);
+    let report = support::text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", support::text(&out.stderr));
+    assert!(report.contains("imported migrate-src"), "{report}");
+    d.start();
+    let all: Vec<String> = first.iter().chain(&second).chain(&third).cloned().collect();
+    support::wait_for("macklake's lines", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() >= all.len()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(kafka::read_topic(&bootstrap, &topic), all, "every line once, in order");
+    assert!(d.stop().success());
+}
