@@ -299,6 +299,9 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
     let mut kafka = KafkaProps::new();
     let base = raw.file.parent().unwrap_or(Path::new("."));
     for (key, written) in &kafka_overrides {
+        if let Some(why) = kafka_props::daemon_only(key) {
+            return Err(raw.err(written, why));
+        }
         if let Some((_, why)) = kafka_props::RESERVED.iter().find(|(k, _)| k == key) {
             return Err(
                 raw.err(written, format!("`{key}` is set by macklake and cannot be overridden: {why}"))

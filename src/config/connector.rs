@@ -92,6 +92,10 @@ pub struct SourceConfig {
     /// How often acknowledged positions are written to the checkpoint file.
     #[serde(default = "defaults::checkpoint_interval", with = "units::duration")]
     pub checkpoint_interval: Duration,
+    /// Follow symlinks that match the globs (to regular files only). Off: a symlink planted in a
+    /// watched directory must not make the daemon publish a file from elsewhere.
+    #[serde(default)]
+    pub follow_symlinks: bool,
     /// A file fully read and acknowledged that has not grown for this long has its descriptor
     /// closed; it is reopened by path (identity checked) when it changes.
     #[serde(default = "defaults::close_idle_after", with = "units::duration")]
@@ -367,6 +371,11 @@ impl ConnectorConfig {
         let scope =
             kafka_props::SecretScope { base: file.parent().unwrap_or(Path::new(".")), allowed: secret_dirs };
         let kafka = kafka_props::from_toml(file, text, "kafka", &head.kafka, scope)?;
+        for (key, _) in kafka.iter() {
+            if let Some(why) = kafka_props::daemon_only(key) {
+                return Err(ConfigError::at_key(file, text, Some("kafka"), key, why));
+            }
+        }
         Ok(ConnectorConfig { file: file.to_path_buf(), name, kind, kafka, origin: Origin::Toml })
     }
 }
@@ -466,6 +475,8 @@ pub fn load_dir(
     dir: &Path,
     ctx: LoadContext<'_>,
 ) -> Result<Vec<Result<ConnectorConfig, ConfigError>>, ConfigError> {
+    // Whoever can add a file here can make the daemon read and write anything it may.
+    super::trust::check(dir).map_err(|m| ConfigError::new(dir, format!("connectors directory {m}")))?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConfigError::new(dir, format!("cannot list the connectors directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
@@ -511,6 +522,7 @@ impl<'a> LoadContext<'a> {
 /// One connector file of any supported kind, by its extension: macklake's `.toml`, or a Kafka
 /// Connect `.properties` / `.json` file.
 pub fn load_any(file: &Path, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError> {
+    super::trust::check(file).map_err(|m| ConfigError::new(file, m))?;
     let bytes = std::fs::read(file)
         .map_err(|e| ConfigError::new(file, format!("cannot read the connector file: {e}")))?;
     match file.extension().and_then(|x| x.to_str()) {
@@ -544,6 +556,26 @@ mod tests {
         assert_eq!(c.kafka.get("sasl.password").map(String::as_str), Some("hunter2-literal"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && shown.contains("[hidden]"), "{shown}");
+    }
+
+    #[test]
+    fn properties_that_run_commands_or_read_files_are_refused_in_connector_files() {
+        let err = parse(
+            "name = \"x\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/tmp\"\n[kafka]\n\
+             \"sasl.kerberos.kinit.cmd\" = \"touch /tmp/pwned\"\n",
+        )
+        .expect_err("a command");
+        assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.sasl.kerberos.kinit.cmd")));
+        assert!(
+            err.message.contains("runs a shell command") && err.message.contains("daemon config"),
+            "{err}"
+        );
+        for (key, _) in kafka_props::DAEMON_ONLY {
+            let text = format!(
+                "name = \"x\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/tmp\"\n[kafka]\n\"{key}\" = \"v\"\n"
+            );
+            assert!(parse(&text).is_err(), "{key} refused in a connector file");
+        }
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl DaemonConfig {
     pub fn load(file: &Path) -> Result<DaemonConfig, ConfigError> {
+        super::trust::check(file).map_err(|m| ConfigError::new(file, m))?;
         let text = std::fs::read_to_string(file)
             .map_err(|e| ConfigError::new(file, format!("cannot read the daemon config: {e}")))?;
         Self::parse(file, &text)

@@ -23,6 +23,36 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("isolation.level", "sinks read with read_committed so that aborted transactions never reach the files"),
 ];
 
+/// librdkafka properties that run a command, load code, or make the daemon read a file or reach a
+/// URL of the config's choosing. A connector file must not be able to do that (Kafka Connect's
+/// CVE-2023-25194 and CVE-2025-27817 came from exactly this); they are accepted only in the daemon
+/// config, which the operator owns. Reviewed against librdkafka 2.12's CONFIGURATION.md; review
+/// it again when librdkafka is upgraded.
+pub const DAEMON_ONLY: &[(&str, &str)] = &[
+    ("sasl.kerberos.kinit.cmd", "runs a shell command"),
+    ("sasl.kerberos.keytab", "reads a file"),
+    ("plugin.library.paths", "loads shared libraries into the daemon"),
+    ("ssl.engine.location", "loads an OpenSSL engine library into the daemon"),
+    ("ssl.providers", "loads OpenSSL provider modules into the daemon"),
+    ("ssl.ca.location", "reads a file or directory"),
+    ("ssl.certificate.location", "reads a file"),
+    ("ssl.key.location", "reads a file"),
+    ("ssl.keystore.location", "reads a file"),
+    ("ssl.crl.location", "reads a file"),
+    ("https.ca.location", "reads a file or directory"),
+    ("sasl.oauthbearer.token.endpoint.url", "makes the daemon fetch a URL"),
+    ("sasl.oauthbearer.assertion.file", "reads a file"),
+    ("sasl.oauthbearer.assertion.private.key.file", "reads a file"),
+    ("sasl.oauthbearer.assertion.jwt.template.file", "reads a file"),
+];
+
+/// The reason `key` may be set only in the daemon config, if it is one of `DAEMON_ONLY`.
+pub fn daemon_only(key: &str) -> Option<String> {
+    DAEMON_ONLY.iter().find(|(k, _)| *k == key).map(|(k, why)| {
+        format!("`{k}` {why}: it is accepted only in the daemon config, never in a connector file")
+    })
+}
+
 /// librdkafka properties whose values are credentials or key material: never shown. This is
 /// librdkafka 2.12's own list (properties flagged `_RK_SENSITIVE` in `rdkafka_conf.c`, which it
 /// redacts from its config dumps), plus the alias of one of them and the Java client's keystore

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod daemon;
 pub mod kafka_props;
 pub mod secrets;
+pub mod trust;
 pub mod units;
 
 use std::fmt;

@@ -1,5 +1,7 @@
 //! Which files a source follows: absolute globs (a directory means every file in it) minus
-//! `exclude` globs. Only regular files are followed; symlinks, FIFOs, sockets and devices never are.
+//! `exclude` globs. Only regular files are followed; symlinks only with `follow_symlinks` (and
+//! only to regular files); FIFOs, sockets and devices never. What matches but is not followed is
+//! reported by the caller.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,7 @@ pub struct Discovery {
     exclude: GlobSet,
     /// Directories to list and watch, with how deep below them a match can be (`None`: any depth).
     roots: Vec<(PathBuf, Option<usize>)>,
+    follow_symlinks: bool,
 }
 
 fn is_glob(s: &str) -> bool {
@@ -58,7 +61,14 @@ impl Discovery {
         for e in exclude {
             ex.add(glob(e)?);
         }
-        Ok(Discovery { include: include.build()?, exclude: ex.build()?, roots })
+        Ok(Discovery { include: include.build()?, exclude: ex.build()?, roots, follow_symlinks: false })
+    }
+
+    /// Also select symlinks that lead to regular files (off by default: a symlink planted in a
+    /// watched directory could otherwise make the daemon publish any file it may read).
+    pub fn following_symlinks(mut self, on: bool) -> Self {
+        self.follow_symlinks = on;
+        self
     }
 
     /// The directories whose events matter.
@@ -104,17 +114,40 @@ impl Discovery {
                 if self.matches(&path) {
                     scan.files.push(path);
                 }
-            } else if kind.is_dir() && depth.is_none_or(|d| level + 1 < d) {
-                self.walk(&path, depth, level + 1, scan);
+            } else if kind.is_dir() {
+                if depth.is_none_or(|d| level + 1 < d) {
+                    self.walk(&path, depth, level + 1, scan);
+                }
+            } else if !self.matches(&path) {
+            } else if kind.is_symlink() {
+                let to_file = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_file());
+                if self.follow_symlinks && to_file {
+                    scan.files.push(path);
+                } else {
+                    scan.refused.push((path, if to_file { Refused::Symlink } else { Refused::NotAFile }));
+                }
+            } else {
+                scan.refused.push((path, Refused::NotAFile));
             }
         }
     }
+}
+
+/// Why a path that matches the globs is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A symlink (to a regular file), and `follow_symlinks` is off.
+    Symlink,
+    /// A FIFO, socket, device, or a symlink to one of them (or to nothing): never read.
+    NotAFile,
 }
 
 /// What one listing found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub files: Vec<PathBuf>,
+    /// Matching paths that are not followed, and why.
+    pub refused: Vec<(PathBuf, Refused)>,
     /// Directories that exist but could not be listed (permissions), with why.
     pub unreadable: Vec<(PathBuf, std::io::Error)>,
 }
@@ -146,5 +179,17 @@ mod tests {
         assert_eq!(whole.roots().collect::<Vec<_>>(), vec![d]);
         let one = Discovery::new(&[d.join("c.txt")], &[]).expect("valid");
         assert_eq!(one.scan(), vec![d.join("c.txt")]);
+        let refused = star.scan_reporting().refused;
+        assert_eq!(
+            refused,
+            vec![(d.join("link.log"), Refused::Symlink)],
+            "the symlink is reported, not followed"
+        );
+        let following = Discovery::new(&[d.join("*.log")], &[]).expect("valid").following_symlinks(true);
+        assert!(following.scan().contains(&d.join("link.log")));
+        nix::unistd::mkfifo(&d.join("fifo.log"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let refused = following.scan_reporting().refused;
+        assert_eq!(refused, vec![(d.join("fifo.log"), Refused::NotAFile)], "a FIFO is never read");
     }
 }

@@ -440,7 +440,8 @@ impl<'a> Source<'a> {
         .ok();
         drop(tx);
 
-        let discovery = Discovery::new(&self.cfg.paths, &self.cfg.exclude)?;
+        let discovery =
+            Discovery::new(&self.cfg.paths, &self.cfg.exclude)?.following_symlinks(self.cfg.follow_symlinks);
         let mut watched: HashSet<PathBuf> = HashSet::new();
         let mut checkpoints = if eos {
             // Fences any earlier instance and settles its open transaction, so that the positions
@@ -631,6 +632,19 @@ impl<'a> Source<'a> {
         let scan = discovery.scan_reporting();
         // Problems are reported when they start and when they end, not at every rescan.
         let mut still: HashSet<PathBuf> = HashSet::new();
+        for (path, why) in &scan.refused {
+            if !problems.contains(path) {
+                match why {
+                    discover::Refused::Symlink => {
+                        tracing::warn!(connector = %self.connector.name, path = %path.display(), "symlink not followed (follow_symlinks = false)")
+                    }
+                    discover::Refused::NotAFile => {
+                        tracing::warn!(connector = %self.connector.name, path = %path.display(), "not a regular file (FIFO, socket, device or dangling link): never read")
+                    }
+                }
+            }
+            still.insert(path.clone());
+        }
         for (dir, error) in &scan.unreadable {
             if !problems.contains(dir) {
                 tracing::warn!(connector = %self.connector.name, dir = %dir.display(), %error, "cannot list directory; will retry");
@@ -638,7 +652,12 @@ impl<'a> Source<'a> {
             still.insert(dir.clone());
         }
         for path in scan.files {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let meta = if self.cfg.follow_symlinks {
+                std::fs::metadata(&path)
+            } else {
+                std::fs::symlink_metadata(&path)
+            };
+            let Ok(meta) = meta else { continue };
             if !meta.file_type().is_file() {
                 continue;
             }
@@ -760,8 +779,9 @@ impl<'a> Source<'a> {
     ) -> std::io::Result<Option<Tracked>> {
         // O_NOFOLLOW: never read through a symlink planted at the last path component;
         // O_NONBLOCK: a FIFO swapped in after discovery cannot block the loop.
+        let nofollow = if self.cfg.follow_symlinks { 0 } else { libc::O_NOFOLLOW };
         let file: File =
-            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+            OpenOptions::new().read(true).custom_flags(nofollow | libc::O_NONBLOCK).open(path)?;
         let meta = file.metadata()?;
         if !meta.file_type().is_file() || FileId::of(&meta) != id {
             return Ok(None); // replaced between listing and opening: the next rescan sees the new one

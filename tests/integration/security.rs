@@ -107,3 +107,92 @@ fn the_http_listener_refuses_rebinding_oversized_requests_and_slow_clients_while
     });
     assert!(d.stop().success());
 }
+
+/// A symlink to a file outside the watched directory, a FIFO and a device node planted in it
+/// mid-run are reported and never read; the real file beside them keeps flowing.
+#[test]
+fn planted_symlinks_fifos_and_devices_are_never_read() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("planted");
+    let mut d = Daemon::new(&bootstrap, "planted-host");
+    d.source("planted-source", &topic, 1);
+    d.start();
+    append(&d.logs.join("real.log"), &["real 1".to_string()]);
+    support::wait_for("the first line", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 1).then_some(())
+    });
+    let secret = d.root.path().join("outside-secret.txt");
+    std::fs::write(&secret, "TOP-SECRET\n").expect("write");
+    std::os::unix::fs::symlink(&secret, d.logs.join("evil.log")).expect("symlink");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(&d.logs.join("pipe.log"), mode).expect("mkfifo");
+    let device = nix::sys::stat::mknod(
+        &d.logs.join("zero.log"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        mode,
+        nix::sys::stat::makedev(1, 5),
+    );
+    d.wait_log("symlink not followed (follow_symlinks = false)", Duration::from_secs(30));
+    d.wait_log("pipe.log", Duration::from_secs(30));
+    if device.is_ok() {
+        d.wait_log("zero.log", Duration::from_secs(30));
+    }
+    assert!(d.log().contains("not a regular file (FIFO, socket, device or dangling link): never read"));
+    append(&d.logs.join("real.log"), &["real 2".to_string()]);
+    support::wait_for("the second line", Duration::from_secs(30), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(kafka::read_topic(&bootstrap, &topic), ["real 1", "real 2"], "nothing from the planted paths");
+    assert!(d.stop().success(), "a FIFO never blocked the daemon");
+}
+
+/// A connector file others may write, and one that would make the daemon run a command, are
+/// refused with the file, the reason and the fix; the command never runs; the running connector
+/// carries on, and `check` reports both.
+#[test]
+fn untrusted_and_dangerous_connector_files_are_refused_while_the_others_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("trusted");
+    let mut d = Daemon::new(&bootstrap, "trust-host");
+    d.source("trusted-source", &topic, 1);
+    d.start();
+    append(&d.logs.join("t.log"), &["one".to_string()]);
+    support::wait_for("the first line", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 1).then_some(())
+    });
+    let writable = d.connectors.join("writable.toml");
+    std::fs::write(
+        &writable,
+        "name = \"writable\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/tmp/x\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let pwned = d.root.path().join("pwned");
+    d.connector(
+        "kinit.toml",
+        &format!(
+            "name = \"kinit\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/tmp/x\"\n[kafka]\n\
+             \"sasl.kerberos.kinit.cmd\" = \"touch {}\"\n\"sasl.mechanisms\" = \"GSSAPI\"\n",
+            pwned.display()
+        ),
+    );
+    d.wait_log("writable.toml: refused: writable by others", Duration::from_secs(30));
+    d.wait_log(
+        "kinit.toml:6: key `kafka.sasl.kerberos.kinit.cmd`: `sasl.kerberos.kinit.cmd` runs a shell command",
+        Duration::from_secs(30),
+    );
+    let check = support::run(&["check", "--config", &d.config.to_string_lossy()]);
+    assert_eq!(check.status.code(), Some(1));
+    let report = support::text(&check.stdout);
+    assert!(report.contains("chmod go-w") && report.contains("kinit.cmd"), "{report}");
+    append(&d.logs.join("t.log"), &["two".to_string()]);
+    support::wait_for("the second line", Duration::from_secs(30), || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 2).then_some(())
+    });
+    assert!(!pwned.exists(), "the command never ran");
+    assert!(d.stop().success());
+}
