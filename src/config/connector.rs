@@ -217,6 +217,9 @@ pub enum SinkFormat {
     /// The value followed by `\n`, bytes as they are.
     #[default]
     Lines,
+    /// One JSON object per record and line: topic, partition, offset, timestamp, key, headers,
+    /// value (text when UTF-8, else base64, said so by `*_encoding`); see `sink::format`.
+    Json,
 }
 
 /// `topic = "name"`, or a `[topic]` table whose settings are used only if the topic must be created.

@@ -12,6 +12,7 @@
 //!   the committed offset before writing; records below the expected offset are skipped.
 
 pub mod commit;
+pub mod format;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::connector::SinkStart;
+use crate::config::connector::{SinkFormat, SinkStart};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SinkConfig};
 use crate::kafka::{admin, client};
@@ -256,9 +257,18 @@ impl<'a> Sink<'a> {
             }
             match message {
                 Some(Ok(m)) => {
-                    if let Err(e) =
-                        self.write(&consumer, &mut st, m.topic(), m.partition(), m.offset(), m.payload())
-                    {
+                    let headers =
+                        m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+                    let record = format::Record {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key(),
+                        headers,
+                        value: m.payload(),
+                    };
+                    if let Err(e) = self.write(&consumer, &mut st, &record) {
                         break Err(e);
                     }
                     unflushed = true;
@@ -324,11 +334,9 @@ impl<'a> Sink<'a> {
         &self,
         consumer: &BaseConsumer<SinkContext>,
         st: &mut State,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
+        record: &format::Record<'_>,
     ) -> Result<(), SinkError> {
+        let (topic, partition, offset) = (record.topic, record.partition, record.offset);
         let key = (topic.to_string(), partition);
         let Some(w) = st.writers.get_mut(&key) else {
             // Not (yet) reconciled: the seek after reconciliation fetches it again.
@@ -359,11 +367,18 @@ impl<'a> Sink<'a> {
             // before they were read. Only the last is a loss; all are counted.
             st.stats.offsets_skipped.fetch_add((offset - w.next) as u64, Ordering::Relaxed);
         }
-        match payload {
-            Some(value) => {
-                w.append(offset, value).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+        // In `lines` a null value has no representation (an empty line would be an empty value);
+        // in `json` it is `"value": null`.
+        let line = match (self.cfg.format, record.value) {
+            (SinkFormat::Lines, Some(value)) => Some(std::borrow::Cow::Borrowed(value)),
+            (SinkFormat::Json, _) => Some(std::borrow::Cow::Owned(format::json_line(record))),
+            (SinkFormat::Lines, None) => None,
+        };
+        match line {
+            Some(line) => {
+                w.append(offset, &line).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
                 st.stats.records_written.fetch_add(1, Ordering::Relaxed);
-                st.stats.bytes_written.fetch_add(value.len() as u64 + 1, Ordering::Relaxed);
+                st.stats.bytes_written.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
                 w.unsynced.push(Instant::now());
             }
             None => {

@@ -11,3 +11,4 @@ mod exactly_once;
 mod hostile;
 mod rotation;
 mod service;
+mod sink_formats;

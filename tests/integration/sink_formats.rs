@@ -1,0 +1,103 @@
+//! What the file-sink writes: the `json` format (every field, binary and multi-line values),
+//! `value_format`, the single-file sink, compression and retention of rotated files.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::support::daemon::Daemon;
+use crate::support::kafka::{self, TestRecord};
+use crate::support::{self};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Decodes a field written as text or base64 according to its `*_encoding` companion.
+fn decode(v: &serde_json::Value, encoding: &serde_json::Value) -> Option<Vec<u8>> {
+    match (v, encoding.as_str()) {
+        (serde_json::Value::Null, None) => None,
+        (serde_json::Value::String(s), Some("utf8")) => Some(s.as_bytes().to_vec()),
+        (serde_json::Value::String(s), Some("base64")) => {
+            Some(base64::engine::general_purpose::STANDARD.decode(s).expect("valid base64"))
+        }
+        other => panic!("unexpected value/encoding pair {other:?}"),
+    }
+}
+
+#[test]
+fn json_format_writes_every_field_of_every_record_on_one_line() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("json-sink");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let mut records = vec![
+        TestRecord {
+            key: Some(b"user-1".to_vec()),
+            headers: vec![("trace".into(), Some(b"abc".to_vec())), ("trace".into(), Some(b"def".to_vec()))],
+            value: Some(b"plain text".to_vec()),
+        },
+        TestRecord {
+            key: None,
+            headers: vec![],
+            value: Some(b"first line\nsecond line\r\n\ttab \"q\"".to_vec()),
+        },
+        TestRecord {
+            key: Some(vec![0xff, 0xfe, 0x00]),
+            headers: vec![("bin".into(), Some(vec![0x80, 0x81])), ("empty".into(), None)],
+            value: Some(vec![0x00, 0x9f, 0x92, 0x96, b'\n']),
+        },
+        TestRecord { key: Some("clé ✓".as_bytes().to_vec()), headers: vec![], value: Some(Vec::new()) },
+        // A tombstone: in `json` it is written, with a null value.
+        TestRecord { key: Some(b"gone".to_vec()), headers: vec![], value: None },
+    ];
+    records.extend((0..200).map(|i| TestRecord {
+        key: Some(format!("k{i}").into_bytes()),
+        headers: vec![("i".into(), Some(i.to_string().into_bytes()))],
+        value: Some(format!("value {i}\nwith a second line").into_bytes()),
+    }));
+    let timestamps = kafka::produce_records(&bootstrap, &topic, 0, &records);
+
+    let mut d = Daemon::new(&bootstrap, "json-host");
+    d.sink(&support::unique("json-archive"), &[&topic], "format = \"json\"");
+    d.start();
+    d.wait_archived(&topic, records.len(), WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.stop().success());
+    let lines = d.archived(&topic);
+    assert_eq!(lines.len(), records.len(), "one line per record");
+    for (i, (line, expected)) in lines.iter().zip(&records).enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {line}"));
+        assert_eq!(v["topic"], topic.as_str(), "line {i}");
+        assert_eq!(v["partition"], 0, "line {i}");
+        assert_eq!(v["offset"], i as i64, "line {i}");
+        assert_eq!(v["timestamp"], timestamps[i], "line {i}");
+        assert_eq!(decode(&v["key"], &v["key_encoding"]), expected.key, "key of line {i}");
+        assert_eq!(decode(&v["value"], &v["value_encoding"]), expected.value, "value of line {i}");
+        let headers: Vec<(String, Option<Vec<u8>>)> = v["headers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("headers of line {i} are a list: {line}"))
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().expect("header name").to_string(),
+                    decode(&h["value"], &h["value_encoding"]),
+                )
+            })
+            .collect();
+        assert_eq!(headers, expected.headers, "headers of line {i}");
+    }
+    // Binary values really were base64 (not lossily converted).
+    let binary: serde_json::Value = serde_json::from_str(&lines[2]).expect("json");
+    assert_eq!(binary["value_encoding"], "base64");
+    assert_eq!(binary["key_encoding"], "base64");
+
+    // jq reads the file as JSON lines (one value per line).
+    let file = d.archive.join(&topic).join(format!("{topic}-0.log"));
+    match std::process::Command::new("jq").arg("-c").arg(".").arg(&file).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "jq failed: {}", support::text(&out.stderr));
+            assert_eq!(support::text(&out.stdout).lines().count(), records.len());
+        }
+        Err(e) => eprintln!("jq is not installed ({e}): skipping the jq check"),
+    }
+}
