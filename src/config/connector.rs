@@ -105,8 +105,14 @@ pub struct SourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub topics: Vec<String>,
-    /// Absolute directory; files go to `dir/TOPIC/TOPIC-PARTITION.log`.
-    pub dir: PathBuf,
+    /// Absolute directory; files go to `dir/TOPIC/TOPIC-PARTITION.log`. Exactly one of `dir`
+    /// and `file` is given.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// One absolute file that every assigned partition appends to (Kafka Connect's
+    /// FileStreamSink); never rotated.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
     #[serde(default = "defaults::rotate_bytes", with = "units::size")]
     pub rotate_bytes: u64,
     #[serde(default = "defaults::rotate_interval", with = "units::duration")]
@@ -405,19 +411,76 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
     for t in &c.topics {
         validate_topic(t).map_err(|m| ConfigError::at_key(file, text, None, "topics", m))?;
     }
-    if !c.dir.is_absolute() {
-        return Err(ConfigError::at_key(
-            file,
-            text,
-            None,
-            "dir",
-            format!("`{}` is relative: the sink directory must be absolute", c.dir.display()),
-        ));
+    match (&c.dir, &c.file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "file",
+                "give either `dir` (a directory of rotating files) or `file` (one file), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                file,
+                "missing key `dir` (a directory of rotating files) or `file` (one file)",
+            ));
+        }
+        (Some(dir), None) if !dir.is_absolute() => {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "dir",
+                format!("`{}` is relative: the sink directory must be absolute", dir.display()),
+            ));
+        }
+        (None, Some(f)) => {
+            if !f.is_absolute() || f.file_name().is_none() {
+                return Err(ConfigError::at_key(
+                    file,
+                    text,
+                    None,
+                    "file",
+                    format!("`{}` must be an absolute path to a file", f.display()),
+                ));
+            }
+            // The path goes into every partition's commit metadata (Kafka allows 4 KiB).
+            if f.as_os_str().len() > 1024 {
+                return Err(ConfigError::at_key(
+                    file,
+                    text,
+                    None,
+                    "file",
+                    "the path must be at most 1024 bytes",
+                ));
+            }
+            // A single file is never rotated (Kafka Connect's FileStreamSink does not rotate).
+            for key in ["rotate_bytes", "rotate_interval"] {
+                if given(text, key) {
+                    return Err(ConfigError::at_key(
+                        file,
+                        text,
+                        None,
+                        key,
+                        "a single-file sink (`file`) is never rotated: use `dir` for rotating files",
+                    ));
+                }
+            }
+        }
+        (Some(_), None) => {}
     }
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
     }
     Ok(())
+}
+
+/// True if `key` is written at the top level of the connector file (to reject keys that do not
+/// apply, even when given their default value).
+fn given(text: &str, key: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key(key))
 }
 
 /// Every connector file in `dir` (`*.toml`, sorted by name), each parsed on its own: one bad file
@@ -507,5 +570,27 @@ mod tests {
         assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.group.id")));
         let err = parse("name = \"a\"\nkind = \"file-pipe\"\n").expect_err("kind");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn a_sink_has_exactly_one_of_dir_and_file() {
+        let c = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/srv/all.txt\"\n")
+            .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!((s.dir.as_deref(), s.file.as_deref()), (None, Some(Path::new("/srv/all.txt"))));
+        let err =
+            parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\nfile = \"/f\"\n")
+                .expect_err("both");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("file")));
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\n").expect_err("neither");
+        assert!(err.message.contains("`dir`") && err.message.contains("`file`"), "{err}");
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"rel.txt\"\n")
+            .expect_err("relative");
+        assert_eq!((err.line, err.key.as_deref()), (Some(4), Some("file")));
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nrotate_bytes = \"1MiB\"\n",
+        )
+        .expect_err("rotation");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("rotate_bytes")));
     }
 }
