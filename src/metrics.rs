@@ -279,6 +279,13 @@ impl Collector for Connectors {
             &by(&|s| get(&s.commits)),
         )?;
         counter(&mut encoder, "macklake_sink_rotations", "Files rotated", &by(&|s| get(&s.rotations)))?;
+        counter(
+            &mut encoder,
+            "macklake_sink_records_not_unwrapped",
+            "value_format = connect-json: values written raw because they were not a JsonConverter \
+             envelope with a string payload",
+            &by(&|s| get(&s.records_not_unwrapped)),
+        )?;
         gauge(
             &mut encoder,
             "macklake_sink_stalled_partitions",

@@ -121,6 +121,9 @@ pub struct SinkConfig {
     pub start_at: SinkStart,
     #[serde(default)]
     pub format: SinkFormat,
+    /// What of the value is written: as it is, or the payload of a Connect JsonConverter envelope.
+    #[serde(default)]
+    pub value_format: ValueFormat,
     /// How often written data is fsynced and its offsets committed.
     #[serde(default = "defaults::commit_interval", with = "units::duration")]
     pub commit_interval: Duration,
@@ -226,6 +229,17 @@ pub enum SinkFormat {
     /// One JSON object per record and line: topic, partition, offset, timestamp, key, headers,
     /// value (text when UTF-8, else base64, said so by `*_encoding`); see `sink::format`.
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueFormat {
+    /// The value's bytes as they are.
+    #[default]
+    Raw,
+    /// Kafka Connect JsonConverter envelopes `{"schema":...,"payload":"text"}` are unwrapped to
+    /// their payload string; any other value is written raw (counted, logged once per partition).
+    ConnectJson,
 }
 
 /// `topic = "name"`, or a `[topic]` table whose settings are used only if the topic must be created.

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A record as the sink sees it (borrowed from the consumer's message).
 #[derive(Debug, Clone, Default)]
@@ -91,6 +91,21 @@ pub fn json_line(r: &Record<'_>) -> Vec<u8> {
     serde_json::to_vec(&line).unwrap_or_default()
 }
 
+/// Kafka Connect's JsonConverter envelope (`schemas.enable=true`): exactly `schema` and `payload`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[allow(dead_code)]
+    schema: serde::de::IgnoredAny,
+    payload: String,
+}
+
+/// The payload string of a JsonConverter envelope, or `None` if `value` is not such an envelope
+/// with a string payload (the caller then writes it raw, and counts it).
+pub fn unwrap_connect_json(value: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Envelope>(value).ok().map(|e| e.payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +151,19 @@ mod tests {
         let r = Record { topic: "t", value: None, ..Record::default() };
         let v: serde_json::Value = serde_json::from_slice(&json_line(&r)).expect("valid JSON");
         assert!(v["value"].is_null() && v["value_encoding"].is_null());
+    }
+
+    #[test]
+    fn connect_json_envelopes_are_unwrapped_and_anything_else_is_not() {
+        let env = br#"{"schema":{"type":"string","optional":false},"payload":"hello\nworld"}"#;
+        assert_eq!(unwrap_connect_json(env).as_deref(), Some("hello\nworld"));
+        assert_eq!(unwrap_connect_json(br#"{"payload":"x","schema":null}"#).as_deref(), Some("x"));
+        // Not an envelope, or a payload that is not a string: written raw by the caller.
+        assert_eq!(unwrap_connect_json(b"plain text"), None);
+        assert_eq!(unwrap_connect_json(br#"{"payload":"x"}"#), None);
+        assert_eq!(unwrap_connect_json(br#"{"schema":{},"payload":{"a":1}}"#), None);
+        assert_eq!(unwrap_connect_json(br#"{"schema":{},"payload":null}"#), None);
+        assert_eq!(unwrap_connect_json(br#"{"schema":{},"payload":"x","extra":1}"#), None);
+        assert_eq!(unwrap_connect_json(b""), None);
     }
 }

@@ -27,7 +27,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::connector::{SinkFormat, SinkStart};
+use crate::config::connector::{SinkFormat, SinkStart, ValueFormat};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SinkConfig};
 use crate::kafka::{admin, client};
@@ -69,6 +69,8 @@ pub struct SinkStats {
     pub offsets_lost_to_retention: AtomicU64,
     pub commits: AtomicU64,
     pub rotations: AtomicU64,
+    /// `value_format = "connect-json"`: values written raw because they were not an envelope.
+    pub records_not_unwrapped: AtomicU64,
 }
 
 struct State {
@@ -87,6 +89,8 @@ struct State {
     failed: Option<SinkError>,
     /// Partitions whose offsets went backwards: paused, never written.
     stalled: std::collections::HashSet<(String, i32)>,
+    /// Partitions whose first value that `connect-json` could not unwrap was logged.
+    not_unwrapped_logged: std::collections::HashSet<(String, i32)>,
 }
 
 struct SinkContext {
@@ -246,6 +250,7 @@ impl<'a> Sink<'a> {
             stats: self.stats.clone(),
             failed: None,
             stalled: Default::default(),
+            not_unwrapped_logged: Default::default(),
         }));
         let reset = match self.cfg.start_at {
             SinkStart::Earliest => "earliest",
@@ -439,9 +444,25 @@ impl<'a> Sink<'a> {
         }
         // In `lines` a null value has no representation (an empty line would be an empty value);
         // in `json` it is `"value": null`.
-        let line = match (self.cfg.format, record.value) {
+        let unwrapped = match (self.cfg.value_format, record.value) {
+            (ValueFormat::ConnectJson, Some(value)) => {
+                let payload = format::unwrap_connect_json(value);
+                if payload.is_none() {
+                    st.stats.records_not_unwrapped.fetch_add(1, Ordering::Relaxed);
+                    if st.not_unwrapped_logged.insert(key.clone()) {
+                        tracing::warn!(connector = %st.connector, topic, partition, offset, "value_format = \"connect-json\": a value that is not a JsonConverter envelope with a string payload is written raw (counted; logged once per partition)");
+                    }
+                }
+                payload
+            }
+            _ => None,
+        };
+        let value = unwrapped.as_deref().map(str::as_bytes).or(record.value);
+        let line = match (self.cfg.format, value) {
             (SinkFormat::Lines, Some(value)) => Some(std::borrow::Cow::Borrowed(value)),
-            (SinkFormat::Json, _) => Some(std::borrow::Cow::Owned(format::json_line(record))),
+            (SinkFormat::Json, value) => {
+                Some(std::borrow::Cow::Owned(format::json_line(&format::Record { value, ..record.clone() })))
+            }
             (SinkFormat::Lines, None) => None,
         };
         if let Some(sf) = st.single.as_mut() {

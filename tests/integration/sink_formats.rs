@@ -177,3 +177,49 @@ fn a_single_file_sink_survives_sigkill_with_every_record_once() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `value_format = "connect-json"`: JsonConverter envelopes become their payload; other values
+/// are written raw, counted and logged once per partition.
+#[test]
+fn connect_json_values_are_unwrapped_and_others_written_raw_and_counted() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("connect-json");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let envelope = |text: &str| {
+        serde_json::json!({"schema": {"type": "string", "optional": false}, "payload": text}).to_string()
+    };
+    let values = vec![
+        envelope("first payload"),
+        "not an envelope".to_string(),
+        envelope("second \"payload\""),
+        r#"{"schema":{"type":"struct"},"payload":{"a":1}}"#.to_string(),
+        envelope("third"),
+    ];
+    kafka::produce_all(&bootstrap, &topic, 0, &values);
+    let mut d = Daemon::new(&bootstrap, "connect-json-host");
+    let name = support::unique("cj");
+    d.sink(&name, &[&topic], "value_format = \"connect-json\"");
+    d.start();
+    d.wait_archived(&topic, values.len(), WAIT);
+    let (status, metrics) = d.http_get("/metrics");
+    assert_eq!(status, 200);
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("macklake_sink_records_not_unwrapped_total") && l.contains(&name))
+        .unwrap_or_else(|| panic!("no not-unwrapped counter in:\n{metrics}"));
+    assert!(counted.ends_with(" 2"), "{counted}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.stop().success());
+    assert_eq!(
+        d.archived(&topic),
+        vec![
+            "first payload",
+            "not an envelope",
+            "second \"payload\"",
+            r#"{"schema":{"type":"struct"},"payload":{"a":1}}"#,
+            "third"
+        ]
+    );
+    assert_eq!(d.log().matches("is written raw").count(), 1, "logged once per partition");
+}
