@@ -286,6 +286,18 @@ impl Collector for Connectors {
              envelope with a string payload",
             &by(&|s| get(&s.records_not_unwrapped)),
         )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_files_compressed",
+            "Rotated files compressed",
+            &by(&|s| get(&s.files_compressed)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_files_deleted",
+            "Rotated files deleted by retention (keep_files, keep_age, keep_bytes)",
+            &by(&|s| get(&s.files_deleted)),
+        )?;
         gauge(
             &mut encoder,
             "macklake_sink_stalled_partitions",

@@ -124,6 +124,16 @@ pub struct SinkConfig {
     /// What of the value is written: as it is, or the payload of a Connect JsonConverter envelope.
     #[serde(default)]
     pub value_format: ValueFormat,
+    /// `dir` only: how rotated files are compressed (the active file always stays plain).
+    #[serde(default)]
+    pub compression: Compression,
+    /// `dir` only: retention of rotated files per topic directory (oldest deleted first).
+    #[serde(default)]
+    pub keep_files: Option<usize>,
+    #[serde(default, with = "units::opt_duration")]
+    pub keep_age: Option<Duration>,
+    #[serde(default, with = "units::opt_size")]
+    pub keep_bytes: Option<u64>,
     /// How often written data is fsynced and its offsets committed.
     #[serde(default = "defaults::commit_interval", with = "units::duration")]
     pub commit_interval: Duration,
@@ -229,6 +239,27 @@ pub enum SinkFormat {
     /// One JSON object per record and line: topic, partition, offset, timestamp, key, headers,
     /// value (text when UTF-8, else base64, said so by `*_encoding`); see `sink::format`.
     Json,
+}
+
+/// Compression of rotated files (directory sinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// What a compressed rotated file's name ends with after `.log`.
+    pub fn suffix(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some(".gz"),
+            Compression::Zstd => Some(".zst"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -470,20 +501,28 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
                     "the path must be at most 1024 bytes",
                 ));
             }
-            // A single file is never rotated (Kafka Connect's FileStreamSink does not rotate).
-            for key in ["rotate_bytes", "rotate_interval"] {
+            // A single file is never rotated (Kafka Connect's FileStreamSink does not rotate), so
+            // there is nothing to compress or expire either.
+            for key in
+                ["rotate_bytes", "rotate_interval", "compression", "keep_files", "keep_age", "keep_bytes"]
+            {
                 if given(text, key) {
                     return Err(ConfigError::at_key(
                         file,
                         text,
                         None,
                         key,
-                        "a single-file sink (`file`) is never rotated: use `dir` for rotating files",
+                        format!(
+                            "a single-file sink (`file`) is never rotated: `{key}` applies to `dir` only"
+                        ),
                     ));
                 }
             }
         }
         (Some(_), None) => {}
+    }
+    if c.keep_files == Some(0) {
+        return Err(ConfigError::at_key(file, text, None, "keep_files", "must be at least 1"));
     }
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
@@ -606,5 +645,29 @@ mod tests {
         )
         .expect_err("rotation");
         assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("rotate_bytes")));
+        let err =
+            parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nkeep_files = 3\n")
+                .expect_err("retention");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("keep_files")));
+    }
+
+    #[test]
+    fn archive_housekeeping_keys() {
+        let c = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\ncompression = \"zstd\"\n\
+             keep_files = 10\nkeep_age = \"7d\"\nkeep_bytes = \"1GiB\"\n",
+        )
+        .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.compression, Compression::Zstd);
+        assert_eq!(
+            (s.keep_files, s.keep_age, s.keep_bytes),
+            (Some(10), Some(Duration::from_secs(7 * 86400)), Some(1024 * 1024 * 1024))
+        );
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\ncompression = \"lz4\"\n",
+        )
+        .expect_err("unknown");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("compression")));
     }
 }

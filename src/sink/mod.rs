@@ -13,6 +13,7 @@
 
 pub mod commit;
 pub mod format;
+pub mod housekeeping;
 pub mod single;
 pub mod writer;
 
@@ -71,6 +72,9 @@ pub struct SinkStats {
     pub rotations: AtomicU64,
     /// `value_format = "connect-json"`: values written raw because they were not an envelope.
     pub records_not_unwrapped: AtomicU64,
+    /// Rotated files compressed, and deleted by retention (`sink::housekeeping`).
+    pub files_compressed: AtomicU64,
+    pub files_deleted: AtomicU64,
 }
 
 struct State {
@@ -206,7 +210,32 @@ impl<'a> Sink<'a> {
     }
 
     /// Runs until `stop` is set, then makes everything durable, commits and leaves the group.
+    /// A directory sink with compression or retention runs its housekeeping on a second thread
+    /// meanwhile (compressing and deleting files never slows the consumer loop down).
     pub fn run(&self, stop: &AtomicBool) -> Result<(), SinkError> {
+        let (Some(dir), Some(policy)) = (&self.cfg.dir, housekeeping::Policy::of(self.cfg)) else {
+            return self.consume(stop);
+        };
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let name = &self.connector.name;
+            let (topics, stats) = (&self.cfg.topics, &*self.stats);
+            let (policy, done_ref) = (&policy, &done);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-housekeeping"))
+                .spawn_scoped(scope, move || {
+                    housekeeping::run(name, dir, topics, policy, stats, done_ref, Duration::from_secs(1))
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(connector = %name, %error, "cannot start the housekeeping thread; rotated files are kept as they are");
+            }
+            let result = self.consume(stop);
+            done.store(true, Ordering::Relaxed);
+            result
+        })
+    }
+
+    fn consume(&self, stop: &AtomicBool) -> Result<(), SinkError> {
         let name = &self.connector.name;
         // Wait for the topics to exist (the sink never creates them).
         let probe = client::base(&self.props);
