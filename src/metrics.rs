@@ -279,6 +279,25 @@ impl Collector for Connectors {
             &by(&|s| get(&s.commits)),
         )?;
         counter(&mut encoder, "macklake_sink_rotations", "Files rotated", &by(&|s| get(&s.rotations)))?;
+        counter(
+            &mut encoder,
+            "macklake_sink_records_not_unwrapped",
+            "value_format = connect-json: values written raw because they were not a JsonConverter \
+             envelope with a string payload",
+            &by(&|s| get(&s.records_not_unwrapped)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_files_compressed",
+            "Rotated files compressed",
+            &by(&|s| get(&s.files_compressed)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_files_deleted",
+            "Rotated files deleted by retention (keep_files, keep_age, keep_bytes)",
+            &by(&|s| get(&s.files_deleted)),
+        )?;
         gauge(
             &mut encoder,
             "macklake_sink_stalled_partitions",

@@ -351,7 +351,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the single-file sink (`file` key), being built on branch issue6-sink"]
     fn a_filestream_sink_uses_connects_group_and_one_file() {
         let c = props(
             "name=local-file-sink\nconnector.class=org.apache.kafka.connect.file.FileStreamSinkConnector\n\

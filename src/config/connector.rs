@@ -137,8 +137,14 @@ pub struct SourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub topics: Vec<String>,
-    /// Absolute directory; files go to `dir/TOPIC/TOPIC-PARTITION.log`.
-    pub dir: PathBuf,
+    /// Absolute directory; files go to `dir/TOPIC/TOPIC-PARTITION.log`. Exactly one of `dir`
+    /// and `file` is given.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// One absolute file that every assigned partition appends to (Kafka Connect's
+    /// FileStreamSink); never rotated.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
     #[serde(default = "defaults::rotate_bytes", with = "units::size")]
     pub rotate_bytes: u64,
     #[serde(default = "defaults::rotate_interval", with = "units::duration")]
@@ -147,6 +153,19 @@ pub struct SinkConfig {
     pub start_at: SinkStart,
     #[serde(default)]
     pub format: SinkFormat,
+    /// What of the value is written: as it is, or the payload of a Connect JsonConverter envelope.
+    #[serde(default)]
+    pub value_format: ValueFormat,
+    /// `dir` only: how rotated files are compressed (the active file always stays plain).
+    #[serde(default)]
+    pub compression: Compression,
+    /// `dir` only: retention of rotated files per topic directory (oldest deleted first).
+    #[serde(default)]
+    pub keep_files: Option<usize>,
+    #[serde(default, with = "units::opt_duration")]
+    pub keep_age: Option<Duration>,
+    #[serde(default, with = "units::opt_size")]
+    pub keep_bytes: Option<u64>,
     /// How often written data is fsynced and its offsets committed.
     #[serde(default = "defaults::commit_interval", with = "units::duration")]
     pub commit_interval: Duration,
@@ -159,14 +178,17 @@ pub struct SinkConfig {
     _kafka: de::IgnoredAny,
 }
 
-/// How record values relate to lines.
+/// How record values relate to lines (sources) or file contents (sinks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValueFormat {
-    /// The line's bytes as they are.
+    /// The bytes as they are.
     #[default]
     Raw,
-    /// `{"schema":{"type":"string","optional":false},"payload":"<line>"}`.
+    /// Kafka Connect JsonConverter's envelope with a string schema,
+    /// `{"schema":{"type":"string","optional":false},"payload":"<text>"}`: a source wraps each
+    /// line in it; a sink unwraps it to the payload string (any other value is written raw,
+    /// counted and logged once per partition).
     ConnectJson,
 }
 
@@ -261,6 +283,30 @@ pub enum SinkFormat {
     /// The value followed by `\n`, bytes as they are.
     #[default]
     Lines,
+    /// One JSON object per record and line: topic, partition, offset, timestamp, key, headers,
+    /// value (text when UTF-8, else base64, said so by `*_encoding`); see `sink::format`.
+    Json,
+}
+
+/// Compression of rotated files (directory sinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// What a compressed rotated file's name ends with after `.log`.
+    pub fn suffix(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some(".gz"),
+            Compression::Zstd => Some(".zst"),
+        }
+    }
 }
 
 /// `topic = "name"`, or a `[topic]` table whose settings are used only if the topic must be created.
@@ -454,19 +500,84 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
     for t in &c.topics {
         validate_topic(t).map_err(|m| ConfigError::at_key(file, text, None, "topics", m))?;
     }
-    if !c.dir.is_absolute() {
-        return Err(ConfigError::at_key(
-            file,
-            text,
-            None,
-            "dir",
-            format!("`{}` is relative: the sink directory must be absolute", c.dir.display()),
-        ));
+    match (&c.dir, &c.file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "file",
+                "give either `dir` (a directory of rotating files) or `file` (one file), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                file,
+                "missing key `dir` (a directory of rotating files) or `file` (one file)",
+            ));
+        }
+        (Some(dir), None) if !dir.is_absolute() => {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "dir",
+                format!("`{}` is relative: the sink directory must be absolute", dir.display()),
+            ));
+        }
+        (None, Some(f)) => {
+            if !f.is_absolute() || f.file_name().is_none() {
+                return Err(ConfigError::at_key(
+                    file,
+                    text,
+                    None,
+                    "file",
+                    format!("`{}` must be an absolute path to a file", f.display()),
+                ));
+            }
+            // The path goes into every partition's commit metadata (Kafka allows 4 KiB).
+            if f.as_os_str().len() > 1024 {
+                return Err(ConfigError::at_key(
+                    file,
+                    text,
+                    None,
+                    "file",
+                    "the path must be at most 1024 bytes",
+                ));
+            }
+            // A single file is never rotated (Kafka Connect's FileStreamSink does not rotate), so
+            // there is nothing to compress or expire either.
+            for key in
+                ["rotate_bytes", "rotate_interval", "compression", "keep_files", "keep_age", "keep_bytes"]
+            {
+                if given(text, key) {
+                    return Err(ConfigError::at_key(
+                        file,
+                        text,
+                        None,
+                        key,
+                        format!(
+                            "a single-file sink (`file`) is never rotated: `{key}` applies to `dir` only"
+                        ),
+                    ));
+                }
+            }
+        }
+        (Some(_), None) => {}
+    }
+    if c.keep_files == Some(0) {
+        return Err(ConfigError::at_key(file, text, None, "keep_files", "must be at least 1"));
     }
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
     }
     Ok(())
+}
+
+/// True if `key` is written at the top level of the connector file (to reject keys that do not
+/// apply, even when given their default value).
+fn given(text: &str, key: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key(key))
 }
 
 /// Every connector file in `dir` (`*.toml`, sorted by name), each parsed on its own: one bad file
@@ -629,5 +740,51 @@ mod tests {
         assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.group.id")));
         let err = parse("name = \"a\"\nkind = \"file-pipe\"\n").expect_err("kind");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn a_sink_has_exactly_one_of_dir_and_file() {
+        let c = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/srv/all.txt\"\n")
+            .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!((s.dir.as_deref(), s.file.as_deref()), (None, Some(Path::new("/srv/all.txt"))));
+        let err =
+            parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\nfile = \"/f\"\n")
+                .expect_err("both");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("file")));
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\n").expect_err("neither");
+        assert!(err.message.contains("`dir`") && err.message.contains("`file`"), "{err}");
+        let err = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"rel.txt\"\n")
+            .expect_err("relative");
+        assert_eq!((err.line, err.key.as_deref()), (Some(4), Some("file")));
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nrotate_bytes = \"1MiB\"\n",
+        )
+        .expect_err("rotation");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("rotate_bytes")));
+        let err =
+            parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nkeep_files = 3\n")
+                .expect_err("retention");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("keep_files")));
+    }
+
+    #[test]
+    fn archive_housekeeping_keys() {
+        let c = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\ncompression = \"zstd\"\n\
+             keep_files = 10\nkeep_age = \"7d\"\nkeep_bytes = \"1GiB\"\n",
+        )
+        .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.compression, Compression::Zstd);
+        assert_eq!(
+            (s.keep_files, s.keep_age, s.keep_bytes),
+            (Some(10), Some(Duration::from_secs(7 * 86400)), Some(1024 * 1024 * 1024))
+        );
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\ncompression = \"lz4\"\n",
+        )
+        .expect_err("unknown");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("compression")));
     }
 }

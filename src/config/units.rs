@@ -14,6 +14,24 @@ pub mod duration {
     }
 }
 
+/// `#[serde(default, with = "units::opt_duration")]`: an optional duration.
+pub mod opt_duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
+/// `#[serde(default, with = "units::opt_size")]`: an optional size.
+pub mod opt_size {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        super::size::deserialize(d).map(Some)
+    }
+}
+
 /// `#[serde(with = "units::size")]`: a string such as "64MiB", or a plain number of bytes.
 pub mod size {
     use super::*;

@@ -12,6 +12,9 @@
 //!   the committed offset before writing; records below the expected offset are skipped.
 
 pub mod commit;
+pub mod format;
+pub mod housekeeping;
+pub mod single;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -22,14 +25,15 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::connector::SinkStart;
+use crate::config::connector::{SinkFormat, SinkStart, ValueFormat};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SinkConfig};
 use crate::kafka::{admin, client};
 use commit::{CommitCache, CommitMeta, Committed};
+use single::SingleFile;
 use writer::PartitionWriter;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,10 @@ pub enum SinkError {
     /// The cluster refused the credentials: retrying quietly would hide it for ever.
     #[error("{msg} ({0})", msg = admin::AUTHENTICATION_FAILED)]
     Authentication(KafkaError),
+    /// Single-file sink: a commit reached only some partitions, or a revocation could not be
+    /// committed; the run ends and the restart reconciles the file with what Kafka holds.
+    #[error("single-file sink {path}: {what}; restarting to reconcile the file with the committed offsets")]
+    Uncommitted { path: PathBuf, what: String },
 }
 
 /// Shared counters (read by status and metrics).
@@ -67,10 +75,17 @@ pub struct SinkStats {
     pub offsets_lost_to_retention: AtomicU64,
     pub commits: AtomicU64,
     pub rotations: AtomicU64,
+    /// `value_format = "connect-json"`: values written raw because they were not an envelope.
+    pub records_not_unwrapped: AtomicU64,
+    /// Rotated files compressed, and deleted by retention (`sink::housekeeping`).
+    pub files_compressed: AtomicU64,
+    pub files_deleted: AtomicU64,
 }
 
 struct State {
     sink_dir: PathBuf,
+    /// The single-file sink's file and partitions (`file = ...`); `writers` stays empty then.
+    single: Option<SingleFile>,
     daemon_id: String,
     connector: String,
     writers: HashMap<(String, i32), PartitionWriter>,
@@ -83,6 +98,8 @@ struct State {
     failed: Option<SinkError>,
     /// Partitions whose offsets went backwards: paused, never written.
     stalled: std::collections::HashSet<(String, i32)>,
+    /// Partitions whose first value that `connect-json` could not unwrap was logged.
+    not_unwrapped_logged: std::collections::HashSet<(String, i32)>,
 }
 
 struct SinkContext {
@@ -115,6 +132,29 @@ impl ConsumerContext for SinkContext {
             let mut state = lock(&self.state);
             let revoked: Vec<(String, i32)> =
                 tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            if state.single.is_some() {
+                // All partitions share the file: they must leave with a commit that covers it,
+                // else the partitions that stay would later commit a length that includes
+                // uncommitted records of the ones that left.
+                let result = commit_single(consumer, &mut state);
+                let state = &mut *state;
+                if let Some(sf) = state.single.as_mut() {
+                    if result.is_err() || sf.dirty() {
+                        sf.poisoned = true;
+                        if state.failed.is_none() {
+                            state.failed = Some(SinkError::Uncommitted {
+                                path: sf.path.clone(),
+                                what: "revoked partitions could not be committed".into(),
+                            });
+                        }
+                    }
+                    for key in &revoked {
+                        sf.parts.remove(key);
+                    }
+                }
+                state.pending.retain(|k| !revoked.contains(k));
+                return;
+            }
             if let Err(e) = commit_partitions(consumer, &mut state, Some(&revoked)) {
                 tracing::warn!(connector = %state.connector, error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit");
             }
@@ -175,7 +215,32 @@ impl<'a> Sink<'a> {
     }
 
     /// Runs until `stop` is set, then makes everything durable, commits and leaves the group.
+    /// A directory sink with compression or retention runs its housekeeping on a second thread
+    /// meanwhile (compressing and deleting files never slows the consumer loop down).
     pub fn run(&self, stop: &AtomicBool) -> Result<(), SinkError> {
+        let (Some(dir), Some(policy)) = (&self.cfg.dir, housekeeping::Policy::of(self.cfg)) else {
+            return self.consume(stop);
+        };
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let name = &self.connector.name;
+            let (topics, stats) = (&self.cfg.topics, &*self.stats);
+            let (policy, done_ref) = (&policy, &done);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-housekeeping"))
+                .spawn_scoped(scope, move || {
+                    housekeeping::run(name, dir, topics, policy, stats, done_ref, Duration::from_secs(1))
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(connector = %name, %error, "cannot start the housekeeping thread; rotated files are kept as they are");
+            }
+            let result = self.consume(stop);
+            done.store(true, Ordering::Relaxed);
+            result
+        })
+    }
+
+    fn consume(&self, stop: &AtomicBool) -> Result<(), SinkError> {
         let name = &self.connector.name;
         // Wait for the topics to exist (the sink never creates them).
         let probe = client::base(&self.props);
@@ -204,8 +269,14 @@ impl<'a> Sink<'a> {
 
         let cache = CommitCache::load(&self.cache_path)
             .map_err(|source| SinkError::Cache { path: self.cache_path.clone(), source })?;
+        let sink_dir = match (&self.cfg.dir, &self.cfg.file) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(file)) => file.parent().map(PathBuf::from).unwrap_or_default(),
+            (None, None) => PathBuf::new(),
+        };
         let state = Arc::new(Mutex::new(State {
-            sink_dir: self.cfg.dir.clone(),
+            sink_dir,
+            single: None,
             daemon_id: self.daemon_id.clone(),
             connector: name.clone(),
             writers: HashMap::new(),
@@ -215,6 +286,7 @@ impl<'a> Sink<'a> {
             stats: self.stats.clone(),
             failed: None,
             stalled: Default::default(),
+            not_unwrapped_logged: Default::default(),
         }));
         let reset = match self.cfg.start_at {
             SinkStart::Earliest => "earliest",
@@ -226,11 +298,20 @@ impl<'a> Sink<'a> {
                 .map_err(SinkError::Consumer)?;
         // Put right what an earlier run left, including partitions this daemon may never be
         // assigned again (another daemon took them over while it was down).
-        let local = self.local_partitions();
-        let mut left = reconcile(&consumer, &mut lock(&state), &local, false)?;
-        while !left.is_empty() && !stop.load(Ordering::Relaxed) {
-            crate::source::sleep_unless(stop, Duration::from_secs(1));
-            left = reconcile(&consumer, &mut lock(&state), &left, false)?;
+        if let Some(file) = &self.cfg.file {
+            while !reconcile_single_file(&consumer, &mut lock(&state), file, &self.cfg.topics, &probe)? {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                crate::source::sleep_unless(stop, Duration::from_secs(1));
+            }
+        } else {
+            let local = self.local_partitions();
+            let mut left = reconcile(&consumer, &mut lock(&state), &local, false)?;
+            while !left.is_empty() && !stop.load(Ordering::Relaxed) {
+                crate::source::sleep_unless(stop, Duration::from_secs(1));
+                left = reconcile(&consumer, &mut lock(&state), &left, false)?;
+            }
         }
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
         consumer
@@ -264,9 +345,18 @@ impl<'a> Sink<'a> {
             }
             match message {
                 Some(Ok(m)) => {
-                    if let Err(e) =
-                        self.write(&consumer, &mut st, m.topic(), m.partition(), m.offset(), m.payload())
-                    {
+                    let headers =
+                        m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+                    let record = format::Record {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key(),
+                        headers,
+                        value: m.payload(),
+                    };
+                    if let Err(e) = self.write(&consumer, &mut st, &record) {
                         break Err(e);
                     }
                     unflushed = true;
@@ -277,8 +367,11 @@ impl<'a> Sink<'a> {
                 None => {}
             }
             if Instant::now() >= commit_at {
-                if let Err(e) = commit_partitions(&consumer, &mut st, None) {
-                    tracing::warn!(connector = %name, error = %e, "commit failed; will retry");
+                match commit_partitions(&consumer, &mut st, None) {
+                    Ok(()) => {}
+                    // A failed fsync is never retried on the same descriptor (ARCHITECTURE.md).
+                    Err(e @ (SinkError::Io { .. } | SinkError::Uncommitted { .. })) => break Err(e),
+                    Err(e) => tracing::warn!(connector = %name, error = %e, "commit failed; will retry"),
                 }
 
                 commit_at = Instant::now() + self.cfg.commit_interval;
@@ -289,6 +382,14 @@ impl<'a> Sink<'a> {
         // finding nothing new).
         {
             let mut st = lock(&state);
+            if matches!(result, Err(SinkError::Io { .. } | SinkError::Uncommitted { .. })) {
+                // Nothing written by this run after its last commit may be committed now (not
+                // here, not in the revocation on leaving): the restart rewrites it from Kafka.
+                st.writers.clear();
+                if let Some(sf) = st.single.as_mut() {
+                    sf.poisoned = true;
+                }
+            }
             if let Err(e) = commit_partitions(&consumer, &mut st, None) {
                 tracing::warn!(connector = %name, error = %e, "final commit failed; the next start re-reads from the last commit");
             }
@@ -303,6 +404,14 @@ impl<'a> Sink<'a> {
         consumer: &BaseConsumer<SinkContext>,
         st: &mut State,
     ) -> Result<(), SinkError> {
+        if st.single.is_some() {
+            // Partitions joining a shared file start from a committed file: commit the held
+            // ones first, so that every later commit's length covers only committed records.
+            commit_single(consumer, st)?;
+            if st.single.as_ref().is_some_and(|sf| sf.dirty()) {
+                return Ok(()); // not committed yet: try again on the next poll
+            }
+        }
         let pending = std::mem::take(&mut st.pending);
         let retry = reconcile(consumer, st, &pending, true)?;
         st.pending.extend(retry);
@@ -312,8 +421,9 @@ impl<'a> Sink<'a> {
     /// Partitions that have an active file in this sink's directory (from an earlier run).
     fn local_partitions(&self) -> Vec<(String, i32)> {
         let mut found = Vec::new();
+        let Some(dir) = &self.cfg.dir else { return found };
         for topic in &self.cfg.topics {
-            let Ok(entries) = std::fs::read_dir(self.cfg.dir.join(topic)) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir.join(topic)) else { continue };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let partition = name
@@ -332,25 +442,27 @@ impl<'a> Sink<'a> {
         &self,
         consumer: &BaseConsumer<SinkContext>,
         st: &mut State,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
+        record: &format::Record<'_>,
     ) -> Result<(), SinkError> {
+        let (topic, partition, offset) = (record.topic, record.partition, record.offset);
         let key = (topic.to_string(), partition);
-        let Some(w) = st.writers.get_mut(&key) else {
+        let next = match st.single.as_ref() {
+            Some(sf) => sf.parts.get(&key).map(|p| p.next),
+            None => st.writers.get(&key).map(|w| w.next),
+        };
+        let Some(next) = next else {
             // Not (yet) reconciled: the seek after reconciliation fetches it again.
             return Ok(());
         };
-        if w.next >= 0 && offset < w.next {
+        if next >= 0 && offset < next {
             // Normally a record fetched before the seek to the committed offset. If the log now
             // ends below what was written, the topic was re-created: stall instead of skipping
             // (or, worse, overwriting) forever.
             if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
-                && high < w.next
+                && high < next
             {
-                let next = w.next;
                 tracing::error!(connector = %st.connector, topic, partition, written = next, log_end = high, "offsets went backwards: the partition is stalled and its archive left untouched");
+                // (In a single file the partition keeps its place: what it wrote stays committed.)
                 st.writers.remove(&key);
                 st.stalled.insert(key);
                 st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
@@ -362,16 +474,57 @@ impl<'a> Sink<'a> {
             st.stats.records_duplicate.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        if w.next >= 0 && offset > w.next {
+        if next >= 0 && offset > next {
             // Offsets with no record: transaction markers, compaction, or retention deleted them
             // before they were read. Only the last is a loss; all are counted.
-            st.stats.offsets_skipped.fetch_add((offset - w.next) as u64, Ordering::Relaxed);
+            st.stats.offsets_skipped.fetch_add((offset - next) as u64, Ordering::Relaxed);
         }
-        match payload {
-            Some(value) => {
-                w.append(offset, value).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
+        // In `lines` a null value has no representation (an empty line would be an empty value);
+        // in `json` it is `"value": null`.
+        let unwrapped = match (self.cfg.value_format, record.value) {
+            (ValueFormat::ConnectJson, Some(value)) => {
+                let payload = format::unwrap_connect_json(value);
+                if payload.is_none() {
+                    st.stats.records_not_unwrapped.fetch_add(1, Ordering::Relaxed);
+                    if st.not_unwrapped_logged.insert(key.clone()) {
+                        tracing::warn!(connector = %st.connector, topic, partition, offset, "value_format = \"connect-json\": a value that is not a JsonConverter envelope with a string payload is written raw (counted; logged once per partition)");
+                    }
+                }
+                payload
+            }
+            _ => None,
+        };
+        let value = unwrapped.as_deref().map(str::as_bytes).or(record.value);
+        let line = match (self.cfg.format, value) {
+            (SinkFormat::Lines, Some(value)) => Some(std::borrow::Cow::Borrowed(value)),
+            (SinkFormat::Json, value) => {
+                Some(std::borrow::Cow::Owned(format::json_line(&format::Record { value, ..record.clone() })))
+            }
+            (SinkFormat::Lines, None) => None,
+        };
+        if let Some(sf) = st.single.as_mut() {
+            match &line {
+                Some(line) => {
+                    sf.append(line).map_err(|source| SinkError::Io { path: sf.path.clone(), source })?;
+                    st.stats.records_written.fetch_add(1, Ordering::Relaxed);
+                    st.stats.bytes_written.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
+                    sf.unsynced.push(Instant::now());
+                }
+                None => {
+                    st.stats.records_skipped_null.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Some(part) = sf.parts.get_mut(&key) {
+                part.next = offset + 1;
+            }
+            return Ok(());
+        }
+        let Some(w) = st.writers.get_mut(&key) else { return Ok(()) };
+        match line {
+            Some(line) => {
+                w.append(offset, &line).map_err(|source| SinkError::Io { path: w.active_path(), source })?;
                 st.stats.records_written.fetch_add(1, Ordering::Relaxed);
-                st.stats.bytes_written.fetch_add(value.len() as u64 + 1, Ordering::Relaxed);
+                st.stats.bytes_written.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
                 w.unsynced.push(Instant::now());
             }
             None => {
@@ -464,6 +617,25 @@ fn reconcile<C: ConsumerContext>(
                 }
             }
         }
+        if let Some(sf) = st.single.as_mut() {
+            // The file itself was reconciled at start-up and is committed whenever partitions
+            // join (see `reconcile_pending`): a partition only needs its committed offset.
+            if !assigned {
+                continue;
+            }
+            let next = authority.as_ref().map_or(-1, |c| c.offset);
+            if next >= 0
+                && let Err(error) =
+                    consumer.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(10))
+            {
+                tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
+                retry.push((topic, partition));
+                continue;
+            }
+            tracing::info!(connector = %st.connector, topic, partition, next_offset = next, file = %sf.path.display(), "partition joins the single file");
+            sf.parts.insert((topic, partition), single::Part { next, committed: next });
+            continue;
+        }
         let (writer, outcome) = PartitionWriter::reconcile(
             &st.sink_dir,
             &topic,
@@ -492,6 +664,9 @@ fn reconcile<C: ConsumerContext>(
 
 /// Hands buffered records to the kernel (no fsync): visible to readers, not yet durable.
 fn flush_buffers(st: &mut State) -> Result<(), SinkError> {
+    if let Some(sf) = st.single.as_mut() {
+        sf.flush().map_err(|source| SinkError::Io { path: sf.path.clone(), source })?;
+    }
     for w in st.writers.values_mut() {
         w.flush().map_err(|source| SinkError::Io { path: w.active_path(), source })?;
     }
@@ -505,6 +680,9 @@ fn commit_partitions<C: ConsumerContext>(
     st: &mut State,
     only: Option<&[(String, i32)]>,
 ) -> Result<(), SinkError> {
+    if st.single.is_some() {
+        return commit_single(consumer, st);
+    }
     let mut tpl = TopicPartitionList::new();
     let mut commits = Vec::new();
     for (key, w) in st.writers.iter_mut() {
@@ -577,4 +755,141 @@ fn commit_partitions<C: ConsumerContext>(
             st.cache.record(applied).map_err(|source| SinkError::Cache { path, source })
         }
     }
+}
+
+/// Single-file sink, at start-up: truncates the file back to its committed length, the largest
+/// length this writer committed for this file over every partition of the topics (Kafka's
+/// committed offsets, else the local cache). Returns false if Kafka did not answer (try again).
+fn reconcile_single_file<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    st: &mut State,
+    path: &std::path::Path,
+    topics: &[String],
+    probe: &rdkafka::ClientConfig,
+) -> Result<bool, SinkError> {
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        match admin::topic_partitions(probe, t, Duration::from_secs(10)) {
+            Ok(Some(n)) => {
+                for p in 0..n as i32 {
+                    tpl.add_partition(t, p);
+                }
+            }
+            Ok(None) | Err(_) => return Ok(false),
+        }
+    }
+    let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
+            return Ok(false);
+        }
+    };
+    let mut all = Vec::new();
+    for e in committed.elements() {
+        let from_kafka = match e.offset() {
+            Offset::Offset(o) => {
+                Some(Committed { offset: o, meta: CommitMeta::decode(e.metadata()).unwrap_or_default() })
+            }
+            _ => None,
+        };
+        if let Some(c) = from_kafka.or_else(|| st.cache.get(e.topic(), e.partition()).cloned()) {
+            all.push(c);
+        }
+    }
+    let (len, disagree) = single::committed_len(&all, &st.daemon_id, &SingleFile::meta_name(path));
+    if disagree {
+        // Normal when some partitions were not held at the last commit (a topic removed from
+        // `topics`, a partition revoked): their older commits record shorter lengths.
+        tracing::info!(connector = %st.connector, file = %path.display(), ?len, "partitions recorded different lengths; the largest (the last commit's) is the file's committed length");
+    }
+    let (sf, outcome) = SingleFile::reconcile(path, len)
+        .map_err(|source| SinkError::Io { path: path.to_path_buf(), source })?;
+    match &outcome {
+        single::FileReconciled::Damaged { .. } => {
+            tracing::error!(connector = %st.connector, file = %path.display(), ?outcome, "the file is shorter than its committed length (lost or replaced); set aside, a new file continues at the committed offsets")
+        }
+        _ => {
+            tracing::info!(connector = %st.connector, file = %path.display(), ?outcome, "single file reconciled")
+        }
+    }
+    st.single = Some(sf);
+    Ok(true)
+}
+
+/// Single-file sink: fsyncs the file, then commits every held partition in one commit whose
+/// metadata records the file's durable length. If only some partitions' commits are applied,
+/// the partitions no longer agree on what the file holds: the run ends (`Uncommitted`).
+fn commit_single<C: ConsumerContext>(consumer: &BaseConsumer<C>, st: &mut State) -> Result<(), SinkError> {
+    let daemon_id = st.daemon_id.clone();
+    let Some(sf) = st.single.as_mut() else { return Ok(()) };
+    if sf.poisoned || !sf.dirty() {
+        return Ok(());
+    }
+    sf.sync().map_err(|source| SinkError::Io { path: sf.path.clone(), source })?;
+    for consumed in sf.unsynced.drain(..) {
+        st.stats.durable_seconds.observe(consumed.elapsed());
+    }
+    let meta = sf.commit_meta(&daemon_id);
+    let encoded = meta.encode();
+    let mut tpl = TopicPartitionList::new();
+    let mut commits = Vec::new();
+    for ((topic, partition), part) in &sf.parts {
+        if part.next < 0 {
+            continue;
+        }
+        if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(part.next)) {
+            tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", part.next);
+            continue;
+        }
+        if let Some(mut e) = tpl.find_partition(topic, *partition) {
+            e.set_metadata(encoded.clone());
+        }
+        commits.push((topic.clone(), *partition, Committed { offset: part.next, meta: meta.clone() }));
+    }
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let applied: Vec<(String, i32, Committed)> = match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => commits.clone(),
+        Err(error) => {
+            // A commit that failed or timed out may still have been applied: read it back.
+            let applied: Vec<_> = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(back) => commits
+                    .iter()
+                    .filter(|(t, p, c)| {
+                        back.find_partition(t, *p).is_some_and(|e| {
+                            e.offset() == Offset::Offset(c.offset)
+                                && CommitMeta::decode(e.metadata()).as_ref() == Some(&c.meta)
+                        })
+                    })
+                    .cloned()
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            tracing::warn!(connector = %st.connector, %error, applied = applied.len(), of = commits.len(), "offset commit failed; read back what was applied");
+            applied
+        }
+    };
+    if applied.is_empty() {
+        // Nothing applied: the file's tail is simply not committed yet; the next commit covers it.
+        return Ok(());
+    }
+    if applied.len() != commits.len() {
+        // Kafka writes one commit request atomically; this happens only when a topic vanished
+        // mid-commit. Committing on would make the partitions disagree further.
+        sf.poisoned = true;
+        return Err(SinkError::Uncommitted {
+            path: sf.path.clone(),
+            what: format!("only {} of {} partitions' commits were applied", applied.len(), commits.len()),
+        });
+    }
+    for (topic, partition, c) in &applied {
+        if let Some(part) = sf.parts.get_mut(&(topic.clone(), *partition)) {
+            part.committed = c.offset;
+        }
+    }
+    st.stats.commits.fetch_add(1, Ordering::Relaxed);
+    let path = st.cache_path.clone();
+    st.cache.record(applied).map_err(|source| SinkError::Cache { path, source })
 }

@@ -24,6 +24,17 @@ pub fn rotated_name(topic: &str, partition: i32, first: i64, last: i64) -> Strin
     format!("{topic}-{partition}-{first:020}-{last:020}.log")
 }
 
+/// True if the rotated file exists, plain or compressed by housekeeping (which never deletes a
+/// partition's newest rotated file, the one a finished rotation is recognised by).
+pub fn rotated_exists(plain: &Path) -> bool {
+    plain.exists()
+        || super::housekeeping::COMPRESSED_SUFFIXES.iter().any(|s| {
+            let mut name = plain.as_os_str().to_os_string();
+            name.push(s);
+            Path::new(&name).exists()
+        })
+}
+
 pub struct PartitionWriter {
     pub topic: String,
     pub partition: i32,
@@ -132,7 +143,7 @@ impl PartitionWriter {
                 None if c.meta.len == 0 => return Ok((w, Reconciled::Continued { truncated: 0 })),
                 None => {
                     let rotated = w.dir.join(rotated_name(topic, partition, c.meta.first, c.offset - 1));
-                    if rotated.exists() {
+                    if rotated_exists(&rotated) {
                         fsutil::sync_dir(&w.dir)?;
                         return Ok((w, Reconciled::RotationFinished));
                     }
@@ -312,6 +323,27 @@ mod tests {
         let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
         assert_eq!(r, Reconciled::RotationFinished);
         assert_eq!((w.next, w.first, w.len), (2, None, 0));
+    }
+
+    #[test]
+    fn a_finished_rotation_is_recognised_when_housekeeping_compressed_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        w.append(0, b"a").expect("write");
+        w.sync().expect("sync");
+        w.committed = w.next;
+        let c = Committed { offset: 1, meta: w.commit_meta("me") };
+        let rotated = w.rotate().expect("rotate").expect("a file");
+        drop(w);
+        let mut zst = rotated.clone().into_os_string();
+        zst.push(".zst");
+        fs::rename(&rotated, &zst).expect("compressed");
+        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
+        assert_eq!(r, Reconciled::RotationFinished);
+        assert_eq!(w.next, 1);
+        fs::remove_file(&zst).expect("gone");
+        let (_, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
+        assert_eq!(r, Reconciled::Fresh { set_aside: None }, "missing altogether: an error is logged");
     }
 
     #[test]

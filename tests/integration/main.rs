@@ -14,3 +14,4 @@ mod rotation;
 mod secured;
 mod security;
 mod service;
+mod sink_formats;

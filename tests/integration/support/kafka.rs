@@ -179,3 +179,60 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partition: i32) -> i
         _ => -1,
     }
 }
+
+/// A record with everything a producer can set (for sink formats).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Produces `records` (keys, headers, null values allowed) with acks=all and idempotence, in
+/// order, to one partition; panics on any failure. Returns each record's timestamp (ms).
+pub fn produce_records(bootstrap: &str, topic: &str, partition: i32, records: &[TestRecord]) -> Vec<i64> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut timestamps = Vec::new();
+    runtime.block_on(async {
+        let mut pending = Vec::new();
+        for r in records {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis();
+            let ts = now as i64;
+            timestamps.push(ts);
+            let mut headers = OwnedHeaders::new();
+            for (name, value) in &r.headers {
+                headers = headers.insert(Header { key: name, value: value.as_ref() });
+            }
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic)
+                .partition(partition)
+                .headers(headers)
+                .timestamp(ts);
+            if let Some(k) = &r.key {
+                record = record.key(k);
+            }
+            if let Some(v) = &r.value {
+                record = record.payload(v);
+            }
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        }
+        for (i, delivery) in pending.into_iter().enumerate() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => panic!("record {i} was not acknowledged: {e}"),
+                Err(_) => panic!("record {i}: delivery future cancelled"),
+            }
+        }
+    });
+    timestamps
+}
