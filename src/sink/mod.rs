@@ -797,7 +797,14 @@ fn reconcile_single_file<C: ConsumerContext>(
             all.push(c);
         }
     }
-    let (len, disagree) = single::committed_len(&all, &st.daemon_id, &SingleFile::meta_name(path));
+    let (mut len, disagree) = single::committed_len(&all, &st.daemon_id, &SingleFile::meta_name(path));
+    if len.is_none() && all.iter().any(|c| c.meta.w.is_empty()) {
+        // Offsets committed without macklake's metadata: another writer (a Kafka Connect
+        // FileStreamSink, whose group connect-<name> this is) wrote the file up to them. Take it
+        // over as it is and continue from those offsets.
+        len = std::fs::metadata(path).ok().map(|m| m.len());
+        tracing::info!(connector = %st.connector, file = %path.display(), ?len, "taking over a file another writer (Kafka Connect?) committed: kept as it is, continuing from its committed offsets");
+    }
     if disagree {
         // Normal when some partitions were not held at the last commit (a topic removed from
         // `topics`, a partition revoked): their older commits record shorter lengths.
