@@ -169,6 +169,10 @@ pub struct SinkConfig {
     /// How often written data is fsynced and its offsets committed.
     #[serde(default = "defaults::commit_interval", with = "units::duration")]
     pub commit_interval: Duration,
+    /// Permissions of the files the sink creates, in octal (`"0640"`: owner and group read them;
+    /// directories are 0750).
+    #[serde(default = "defaults::file_mode", deserialize_with = "octal_mode")]
+    pub file_mode: u32,
     #[serde(default, rename = "kind")]
     _kind: String,
     #[serde(default, rename = "name")]
@@ -192,8 +196,21 @@ pub enum ValueFormat {
     ConnectJson,
 }
 
+/// An octal permission string such as `"0640"` (or `"640"`).
+fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let text = String::deserialize(d)?;
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 && mode & 0o002 == 0 => Ok(mode),
+        Ok(_) => Err(de::Error::custom(format!("`{text}`: at most 0777, and not writable by others"))),
+        Err(_) => Err(de::Error::custom(format!("`{text}` is not an octal mode such as \"0640\""))),
+    }
+}
+
 mod defaults {
     use std::time::Duration;
+    pub fn file_mode() -> u32 {
+        crate::sink::paths::DEFAULT_FILE_MODE
+    }
     pub fn max_line_bytes() -> u64 {
         1024 * 1024
     }
@@ -499,6 +516,20 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
     }
     for t in &c.topics {
         validate_topic(t).map_err(|m| ConfigError::at_key(file, text, None, "topics", m))?;
+    }
+    // On a case-insensitive file system (macOS, some mounts) their directories would be one.
+    for (i, a) in c.topics.iter().enumerate() {
+        if let Some(b) = c.topics[i + 1..].iter().find(|b| b.eq_ignore_ascii_case(a) && *b != a) {
+            return Err(ConfigError::at_key(
+                file,
+                text,
+                None,
+                "topics",
+                format!(
+                    "`{a}` and `{b}` differ only in case: on a case-insensitive file system their archives would mix; archive them with separate sinks"
+                ),
+            ));
+        }
     }
     match (&c.dir, &c.file) {
         (Some(_), Some(_)) => {

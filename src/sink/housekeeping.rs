@@ -18,7 +18,7 @@
 //! finished rotation by it (`writer::rotated_exists`).
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,9 +217,16 @@ fn compress(plain: &Path, done: &Path, how: Compression) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = done.with_file_name(tmp_name);
     let source = File::open(plain)?;
+    let source_permissions = source.metadata()?.permissions();
     let mtime = source.metadata()?.modified()?;
     let mut input = BufReader::with_capacity(256 * 1024, source);
-    let out = File::create(&tmp)?;
+    // The compressed copy gets the permissions of the file it replaces.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&source_permissions);
+    let out = std::os::unix::fs::OpenOptionsExt::mode(
+        OpenOptions::new().write(true).create(true).truncate(true),
+        mode,
+    )
+    .open(&tmp)?;
     let out = match how {
         Compression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());

@@ -14,6 +14,7 @@
 pub mod commit;
 pub mod format;
 pub mod housekeeping;
+pub mod paths;
 pub mod single;
 pub mod writer;
 
@@ -84,6 +85,8 @@ pub struct SinkStats {
 
 struct State {
     sink_dir: PathBuf,
+    /// Permissions of created files (`file_mode`).
+    file_mode: u32,
     /// The single-file sink's file and partitions (`file = ...`); `writers` stays empty then.
     single: Option<SingleFile>,
     daemon_id: String,
@@ -276,6 +279,7 @@ impl<'a> Sink<'a> {
         };
         let state = Arc::new(Mutex::new(State {
             sink_dir,
+            file_mode: self.cfg.file_mode,
             single: None,
             daemon_id: self.daemon_id.clone(),
             connector: name.clone(),
@@ -645,6 +649,8 @@ fn reconcile<C: ConsumerContext>(
             own.as_ref(),
         )
         .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
+        let mut writer = writer;
+        writer.file_mode = st.file_mode;
         tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, "partition reconciled");
         if !assigned {
             continue;
@@ -810,7 +816,7 @@ fn reconcile_single_file<C: ConsumerContext>(
         // `topics`, a partition revoked): their older commits record shorter lengths.
         tracing::info!(connector = %st.connector, file = %path.display(), ?len, "partitions recorded different lengths; the largest (the last commit's) is the file's committed length");
     }
-    let (sf, outcome) = SingleFile::reconcile(path, len)
+    let (sf, outcome) = SingleFile::reconcile(path, len, st.file_mode)
         .map_err(|source| SinkError::Io { path: path.to_path_buf(), source })?;
     match &outcome {
         single::FileReconciled::Damaged { .. } => {

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -76,9 +77,13 @@ impl SingleFile {
     }
 
     /// Brings the file in line with `committed_len` (see `committed_len`) and opens it for appending.
-    pub fn reconcile(path: &Path, committed_len: Option<u64>) -> io::Result<(SingleFile, FileReconciled)> {
+    pub fn reconcile(
+        path: &Path,
+        committed_len: Option<u64>,
+        mode: u32,
+    ) -> io::Result<(SingleFile, FileReconciled)> {
         let dir = path.parent().unwrap_or(Path::new("/"));
-        fs::create_dir_all(dir)?;
+        super::paths::create_dirs(dir)?;
         let len = match fs::metadata(path) {
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -107,7 +112,7 @@ impl SingleFile {
             (None, _) => FileReconciled::Fresh { set_aside: None },
         };
         let existed = fs::metadata(path).is_ok();
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(mode).open(path)?;
         if !existed {
             // A new file: make its name durable before any commit refers to it.
             fsutil::sync_dir(dir)?;
@@ -213,7 +218,7 @@ mod tests {
     fn reconcile_truncates_to_the_committed_length_and_sets_aside_what_it_cannot_account_for() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("out.txt");
-        let (mut sf, r) = SingleFile::reconcile(&path, None).expect("fresh");
+        let (mut sf, r) = SingleFile::reconcile(&path, None, 0o640).expect("fresh");
         assert_eq!(r, FileReconciled::Fresh { set_aside: None });
         sf.append(b"a").expect("write");
         sf.append(b"b").expect("write");
@@ -222,14 +227,14 @@ mod tests {
         sf.append(b"uncommitted").expect("write");
         sf.sync().expect("sync");
         drop(sf);
-        let (mut sf, r) = SingleFile::reconcile(&path, Some(len)).expect("again");
+        let (mut sf, r) = SingleFile::reconcile(&path, Some(len), 0o640).expect("again");
         assert_eq!(r, FileReconciled::Continued { truncated: 12 });
         sf.append(b"c").expect("write");
         sf.sync().expect("sync");
         assert_eq!(fs::read(&path).expect("read"), b"a\nb\nc\n");
         drop(sf);
         // Shorter than committed: set aside, a new file.
-        let (sf, r) = SingleFile::reconcile(&path, Some(100)).expect("damaged");
+        let (sf, r) = SingleFile::reconcile(&path, Some(100), 0o640).expect("damaged");
         let FileReconciled::Damaged { set_aside: Some(aside), committed_len: 100 } = r else {
             panic!("{r:?}")
         };
@@ -238,7 +243,7 @@ mod tests {
         drop(sf);
         // Nothing committed by us but data in the file: set aside, never appended to.
         fs::write(&path, b"someone's\n").expect("write");
-        let (_, r) = SingleFile::reconcile(&path, None).expect("fresh");
+        let (_, r) = SingleFile::reconcile(&path, None, 0o640).expect("fresh");
         let FileReconciled::Fresh { set_aside: Some(aside) } = r else { panic!("{r:?}") };
         assert_eq!(fs::read(aside).expect("kept"), b"someone's\n");
     }

@@ -10,6 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -53,6 +54,8 @@ pub struct PartitionWriter {
     opened_at: Instant,
     /// When each record written since the last fsync was consumed (for the latency histogram).
     pub unsynced: Vec<Instant>,
+    /// Permissions of the files it creates (`file_mode`).
+    pub file_mode: u32,
 }
 
 /// What reconciliation did, for the log.
@@ -84,6 +87,7 @@ impl PartitionWriter {
             committed: -1,
             opened_at: Instant::now(),
             unsynced: Vec::new(),
+            file_mode: super::paths::DEFAULT_FILE_MODE,
         }
     }
 
@@ -103,7 +107,7 @@ impl PartitionWriter {
         own_cache: Option<&Committed>,
     ) -> io::Result<(PartitionWriter, Reconciled)> {
         let mut w = PartitionWriter::new(sink_dir, topic, partition);
-        fs::create_dir_all(&w.dir)?;
+        w.dir = super::paths::topic_dir(sink_dir, topic)?;
         let active = w.active_path();
         let active_len = match fs::metadata(&active) {
             Ok(m) => Some(m.len()),
@@ -200,7 +204,7 @@ impl PartitionWriter {
     pub fn append(&mut self, offset: i64, value: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
             let path = self.active_path();
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let file = OpenOptions::new().create(true).append(true).mode(self.file_mode).open(&path)?;
             let len = file.metadata()?.len();
             self.file = Some(BufWriter::with_capacity(256 * 1024, file));
             if len == 0 {

@@ -196,3 +196,62 @@ fn untrusted_and_dangerous_connector_files_are_refused_while_the_others_run() {
     assert!(!pwned.exists(), "the command never ran");
     assert!(d.stop().success());
 }
+
+/// Sink paths: topic names that would leave the sink directory are refused (by `check` and at
+/// run time), a symlink planted where a topic's directory goes is refused without writing
+/// through it, crafted headers change nothing, topics differing only in case are refused, and
+/// archives are created 0640 in 0750 directories.
+#[test]
+fn sink_paths_stay_inside_the_sink_directory_with_private_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let (good, planted) = (support::unique("confined"), support::unique("planted-dir"));
+    kafka::create_topic(&bootstrap, &good, 1, 3);
+    kafka::create_topic(&bootstrap, &planted, 1, 3);
+    let mut d = Daemon::new(&bootstrap, "confined-host");
+    d.sink("escape", &["../escape"], "");
+    d.sink("cases", &["Logs", "logs"], "");
+    let check = support::run(&["check", "--config", &d.config.to_string_lossy()]);
+    let report = support::text(&check.stdout);
+    assert!(
+        report.contains("escape.toml:3: key `topics`: `../escape` is not a valid topic name"),
+        "{report}"
+    );
+    assert!(report.contains("`Logs` and `logs` differ only in case"), "{report}");
+    std::fs::remove_file(d.connectors.join("escape.toml")).expect("rm");
+    std::fs::remove_file(d.connectors.join("cases.toml")).expect("rm");
+
+    // A symlink where a topic's directory goes, pointing outside.
+    let outside = d.root.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, d.archive.join(&planted)).expect("symlink");
+    // One sink for the planted topic (it stalls, reported), one for the good one (it runs).
+    let planted_sink = support::unique("planted-sink");
+    d.sink(&planted_sink, &[&planted], "");
+    d.sink(&support::unique("confined-sink"), &[&good], "");
+    let records: Vec<kafka::TestRecord> = (0..5)
+        .map(|_| kafka::TestRecord {
+            key: Some(b"../../../../tmp/escaped-key".to_vec()),
+            headers: vec![("macklake.path".into(), Some(b"../../../../tmp/escaped".to_vec()))],
+            value: Some(b"value".to_vec()),
+        })
+        .collect();
+    kafka::produce_records(&bootstrap, &good, 0, &records);
+    kafka::produce_records(&bootstrap, &planted, 0, &records);
+    d.start();
+    d.wait_archived(&good, 5, Duration::from_secs(60));
+    d.wait_log("outside the sink directory", Duration::from_secs(30));
+    assert_eq!(std::fs::read_dir(&outside).expect("list").count(), 0, "nothing written through the symlink");
+    let (code, health) = d.http_get("/health");
+    assert!(
+        code == 503 && health.contains(&planted_sink) && health.contains("outside the sink directory"),
+        "{health}"
+    );
+    assert!(!std::path::Path::new("/tmp/escaped").exists());
+    let dir = d.archive.join(&good);
+    let file = dir.join(format!("{good}-0.log"));
+    assert_eq!(std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777, 0o750);
+    assert_eq!(std::fs::metadata(&file).expect("file").permissions().mode() & 0o777, 0o640);
+    assert!(d.stop().success());
+}

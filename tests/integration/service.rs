@@ -255,7 +255,9 @@ fn metrics_and_health_tell_what_runs_and_what_does_not() {
         (code == 503 && body.contains("\"broken\":{") && body.contains("FAILED")).then_some(body)
     });
     assert!(health.contains("typo.toml:4: key `topik`"), "{health}");
-    assert!(health.contains("\"metrics-source\":{\"kind\":\"file-source\",\"since_seconds\""), "{health}");
+    let parsed: serde_json::Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(parsed["connectors"]["metrics-source"]["state"], "RUNNING", "{health}");
+    assert!(parsed["connectors"]["metrics-source"].get("reason").is_none(), "{health}");
     let (_, metrics) = d.http_get("/metrics");
     assert!(
         metrics.contains("macklake_connector_up{connector=\"broken\",kind=\"file-sink\"} 0"),

@@ -1,0 +1,67 @@
+//! Where a sink may write. Every path is built from validated parts: a topic name is checked
+//! against Kafka's rules again here (a broker of another version, or a bug, must not be able to
+//! hand the sink `..` or a `/`), and the topic directory, once created, must still lie under the
+//! sink directory after canonicalisation (a symlink planted in its place is refused). Directories
+//! are created 0750; files get the sink's `file_mode` (0640 by default).
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub const DIR_MODE: u32 = 0o750;
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
+
+/// Creates (if needed) and returns `sink_dir/topic`, refusing names and places that would lead
+/// outside `sink_dir`.
+pub fn topic_dir(sink_dir: &Path, topic: &str) -> io::Result<PathBuf> {
+    crate::config::connector::validate_topic(topic).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("topic name {topic:?} refused as a directory name: {why}"),
+        )
+    })?;
+    create_dirs(sink_dir)?;
+    let dir = sink_dir.join(topic);
+    create_dirs(&dir)?;
+    let (base, real) = (sink_dir.canonicalize()?, dir.canonicalize()?);
+    if !real.starts_with(&base) || real == base {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} leads to {}, outside the sink directory {}: refused",
+                dir.display(),
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// `create_dir_all` with the sink's directory mode for what it creates.
+pub fn create_dirs(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn topic_directories_stay_inside_the_sink_directory() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let sink = root.path().join("archive");
+        let dir = topic_dir(&sink, "app-logs").expect("a plain topic");
+        assert_eq!(dir, sink.join("app-logs"));
+        assert_eq!(std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777, 0o750);
+        for bad in ["..", ".", "../etc", "a/b", ""] {
+            assert!(topic_dir(&sink, bad).is_err(), "{bad:?} refused");
+        }
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, sink.join("planted")).expect("symlink");
+        let err = topic_dir(&sink, "planted").expect_err("a symlink out");
+        assert!(err.to_string().contains("outside the sink directory"), "{err}");
+    }
+}
