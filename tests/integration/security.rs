@@ -243,11 +243,11 @@ fn sink_paths_stay_inside_the_sink_directory_with_private_modes() {
     d.wait_archived(&good, 5, Duration::from_secs(60));
     d.wait_log("outside the sink directory", Duration::from_secs(30));
     assert_eq!(std::fs::read_dir(&outside).expect("list").count(), 0, "nothing written through the symlink");
-    let (code, health) = d.http_get("/health");
-    assert!(
-        code == 503 && health.contains(&planted_sink) && health.contains("outside the sink directory"),
-        "{health}"
-    );
+    support::wait_for("the planted sink reported by /health", Duration::from_secs(30), || {
+        let (code, health) = d.http_get("/health");
+        (code == 503 && health.contains(&planted_sink) && health.contains("outside the sink directory"))
+            .then_some(())
+    });
     assert!(!std::path::Path::new("/tmp/escaped").exists());
     let dir = d.archive.join(&good);
     let file = dir.join(format!("{good}-0.log"));
