@@ -34,6 +34,9 @@ enum Command {
     Status {
         #[arg(long, env = "MACKLAKE_CONFIG")]
         config: PathBuf,
+        /// The daemon's HTTP address, if not the config's `[http] listen` (e.g. port 0 there).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
     },
     /// Take over a Kafka Connect standalone worker's FileStreamSource positions (its
     /// offset.storage.file.filename) into the checkpoints of the file-sources of the same name.
@@ -153,9 +156,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             macklake::daemon::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { config } => {
+        Command::Status { config, addr } => {
             let config = macklake::config::DaemonConfig::load(&config)?;
-            let Some(addr) = config.http_listen else {
+            let Some(addr) = addr.or(config.http_listen) else {
                 bail!("{}: [http] is disabled, so the daemon cannot be asked", config.file.display());
             };
             let (code, body) = macklake::http::client::get(addr, "/macklake/status")

@@ -131,6 +131,24 @@ fn a_filestream_source_properties_file_runs_and_the_rest_api_shows_it_as_connect
         }
     }
 
+    // `macklake status` prints the same as a table.
+    let status = support::run(&[
+        "status",
+        "--config",
+        &d.config.to_string_lossy(),
+        "--addr",
+        &d.http_addr().to_string(),
+    ]);
+    let table = support::text(&status.stdout);
+    assert!(status.status.success(), "{table}{}", support::text(&status.stderr));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("local-file-source") && l.contains("source") && l.contains("RUNNING")),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{}  @ {expected_end}", file.display())), "file and position: {table}");
+
     // Configuration comes from files only: 405 with Connect's error body naming the file.
     let (code, body) = d.http("PUT", "/connectors/local-file-source/config", "{\"file\":\"/etc/passwd\"}");
     assert_eq!(code, 405, "{body}");
@@ -380,5 +398,87 @@ fn a_filestream_sink_moves_from_a_connect_worker_to_macklake_without_loss_or_rep
     assert_eq!(lines, all, "every record once, in order, in Connect's file");
     assert!(d.log().contains("taking over a file another writer (Kafka Connect?) committed"));
     assert_eq!(kafka::committed(&bootstrap, &format!("connect-{name}"), &topic, 0), 200);
+    assert!(d.stop().success());
+}
+
+/// The same FileStream connector files under a live Connect worker and under macklake: every
+/// read-only endpoint answers with the same status code and JSON shape. (The fast suite compares
+/// with recorded answers; this one re-checks against the real thing.)
+#[test]
+#[ignore = "long: starts a Kafka Connect worker; run by scripts/test --long"]
+fn rest_answers_match_a_live_connect_worker_with_the_same_connector_files() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("live-rest");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let mut d = Daemon::new(&bootstrap, "live-rest-host");
+    let input = d.logs.join("in.txt");
+    append(&input, &["one".to_string(), "two".to_string()]);
+    let (source, sink) = (support::unique("live-src"), support::unique("live-sink"));
+    let files = [
+        (
+            format!("{source}.properties"),
+            format!(
+                "name={source}\nconnector.class=FileStreamSource\ntasks.max=1\nfile={}\ntopic={topic}\n",
+                input.display()
+            ),
+        ),
+        (
+            format!("{sink}.properties"),
+            format!(
+                "name={sink}\nconnector.class=FileStreamSink\ntasks.max=1\nfile={}\ntopics={topic}\n",
+                d.root.path().join("out.txt").display()
+            ),
+        ),
+    ];
+    let connect_dir = d.root.path().join("connect-files");
+    std::fs::create_dir(&connect_dir).expect("mkdir");
+    let mut paths = Vec::new();
+    for (name, text) in &files {
+        std::fs::write(connect_dir.join(name), text).expect("write");
+        paths.push(connect_dir.join(name));
+    }
+    let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+    let port = 18185;
+    let _worker = ConnectWorker::start(&d.root.path().join("connect"), port, &refs);
+    // macklake with the same files, writing its sink to its own file.
+    for (name, text) in &files {
+        d.connector(name, &text.replace("out.txt", "out-macklake.txt"));
+    }
+    d.start();
+    support::wait_for("macklake's copy in the topic", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() >= 4).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let connect: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let paths = [
+        "/".to_string(),
+        "/connectors".into(),
+        "/connectors?expand=status".into(),
+        "/connectors?expand=info".into(),
+        "/connectors?expand=status&expand=info".into(),
+        format!("/connectors/{source}"),
+        format!("/connectors/{source}/config"),
+        format!("/connectors/{source}/status"),
+        format!("/connectors/{source}/tasks"),
+        format!("/connectors/{source}/tasks/0/status"),
+        format!("/connectors/{source}/topics"),
+        format!("/connectors/{source}/offsets"),
+        format!("/connectors/{sink}"),
+        format!("/connectors/{sink}/status"),
+        format!("/connectors/{sink}/offsets"),
+        "/connector-plugins".into(),
+        "/connectors/missing".into(),
+        "/connectors/missing/status".into(),
+    ];
+    for path in &paths {
+        let (their_code, theirs) = crate::support::daemon::http_get(connect, path);
+        let (our_code, ours) = d.http_get(path);
+        assert_eq!(our_code, their_code, "GET {path}: Connect {their_code}, macklake {our_code}: {ours}");
+        let parse = |b: &str| serde_json::from_str::<Value>(b).unwrap_or(Value::Null);
+        if let Err(e) = same_shape(&normalise(parse(&ours), path), &normalise(parse(&theirs), path), path) {
+            panic!("GET {path}: {e}\nmacklake: {ours}\nConnect:  {theirs}");
+        }
+    }
     assert!(d.stop().success());
 }
