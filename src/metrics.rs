@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -50,56 +51,54 @@ fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
-/// One metric family: a name, help, and its samples as (labels, value).
-fn counter(
+/// Labels of one sample: connector, and for per-partition series topic and partition.
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
+/// One metric family: a name, help, and its samples as (labels, value), each value encoded by
+/// `encode`. Families with no samples are left out.
+fn family<T>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(Vec<(&str, &str)>, u64)],
+    metric_type: MetricType,
+    samples: &[(Labels<'_>, T)],
+    encode: impl Fn(&T, MetricEncoder<'_>) -> Result<(), std::fmt::Error>,
 ) -> Result<(), std::fmt::Error> {
     if samples.is_empty() {
         return Ok(());
     }
-    let mut family =
-        encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (labels, value) in samples {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+        encode(value, family.encode_family(labels)?)?;
     }
     Ok(())
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Labels<'_>, u64)],
+) -> std::fmt::Result {
+    family(enc, name, help, MetricType::Counter, samples, |v, e| ConstCounter::new(*v).encode(e))
 }
 
 fn gauge(
-    encoder: &mut DescriptorEncoder,
+    enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(Vec<(&str, &str)>, i64)],
-) -> Result<(), std::fmt::Error> {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut family =
-        encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
-    for (labels, value) in samples {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    samples: &[(Labels<'_>, i64)],
+) -> std::fmt::Result {
+    family(enc, name, help, MetricType::Gauge, samples, |v, e| ConstGauge::new(*v).encode(e))
 }
 
 fn histogram(
-    encoder: &mut DescriptorEncoder,
+    enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(Vec<(&str, &str)>, &LatencyHistogram)],
-) -> Result<(), std::fmt::Error> {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut family =
-        encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Histogram)?;
-    for (labels, h) in samples {
-        h.0.encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    samples: &[(Labels<'_>, &LatencyHistogram)],
+) -> std::fmt::Result {
+    family(enc, name, help, MetricType::Histogram, samples, |h, e| h.0.encode(e))
 }
 
 impl Collector for Connectors {

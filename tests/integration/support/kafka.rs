@@ -36,28 +36,11 @@ pub fn replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
 
 /// Produces `values` with acks=all and idempotence, in order, to one partition; panics on any failure.
 pub fn produce_all(bootstrap: &str, topic: &str, partition: i32, values: &[String]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .expect("producer");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let mut pending = Vec::new();
-        for v in values {
-            let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(v.as_bytes());
-            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
-        }
-        for (i, delivery) in pending.into_iter().enumerate() {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => panic!("record {i} was not acknowledged: {e}"),
-                Err(_) => panic!("record {i}: delivery future cancelled"),
-            }
-        }
-    });
+    let records: Vec<TestRecord> = values
+        .iter()
+        .map(|v| TestRecord { value: Some(v.as_bytes().to_vec()), ..Default::default() })
+        .collect();
+    produce_records(bootstrap, topic, partition, &records);
 }
 
 /// Reads one partition from the beginning to its current end through `bootstrap` only.
