@@ -203,7 +203,7 @@ impl Collector for Connectors {
         gauge(
             &mut encoder,
             "macklake_source_unreadable_paths",
-            "Files and directories that could not be read at the last rescan",
+            "Paths that could not be read, or match but are refused (symlinks, FIFOs, devices), at the last rescan",
             &gauge_by(&|s| get(&s.unreadable) as i64),
         )?;
         gauge(

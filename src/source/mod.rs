@@ -224,7 +224,7 @@ pub struct SourceStats {
     pub files: std::sync::atomic::AtomicU64,
     /// Files followed with their descriptor closed while idle (`close_idle_after`).
     pub files_closed: std::sync::atomic::AtomicU64,
-    /// Files and directories that could not be read at the last rescan.
+    /// Paths that could not be read, or match but are refused (symlinks, FIFOs, devices), at the last rescan.
     pub unreadable: std::sync::atomic::AtomicU64,
     pub transactions: std::sync::atomic::AtomicU64,
     pub dead_lettered: std::sync::atomic::AtomicU64,
