@@ -19,6 +19,7 @@ pub mod positions;
 pub mod reader;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
@@ -131,10 +132,10 @@ impl AckQueue {
         AckQueue { acked_offset: offset, ..AckQueue::default() }
     }
 
-    fn push(&mut self, end: u64, len: Option<u64>) -> u64 {
+    fn push(&mut self, end: u64, len: Option<u64>, read_at: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push_back(Pending { seq, end, len, read_at: Instant::now() });
+        self.pending.push_back(Pending { seq, end, len, read_at });
         seq
     }
 
@@ -907,6 +908,9 @@ impl<'a> Source<'a> {
         let max_line = self.cfg.max_line_bytes;
         let value_format = self.cfg.value_format;
         let mut envelope: Vec<u8> = Vec::new();
+        // Per batch, not per line: a clock read and an allocation per line showed in profiles.
+        let read_at = Instant::now();
+        let mut offset_text = String::with_capacity(20);
         let mut send = |line: Line<'_>| -> Flow {
             if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
                 let seq = acks.next_seq;
@@ -924,7 +928,7 @@ impl<'a> Source<'a> {
                     .headers(headers);
                 return match producer.send(record) {
                     Ok(()) => {
-                        acks.push(line.end, None);
+                        acks.push(line.end, None, read_at);
                         stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         Flow::Continue
                     }
@@ -941,7 +945,7 @@ impl<'a> Source<'a> {
             }
             let Some(payload) = line.payload else {
                 // Bytes dropped by the long-line policy: nothing to wait for.
-                let seq = acks.push(line.end, None);
+                let seq = acks.push(line.end, None, read_at);
                 acks.ack(seq);
                 return Flow::Continue;
             };
@@ -955,10 +959,11 @@ impl<'a> Source<'a> {
             };
             let seq = acks.next_seq;
             let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
-            let offset = line.start.to_string();
+            offset_text.clear();
+            let _ = write!(offset_text, "{}", line.start); // writing to a String cannot fail
             let headers = OwnedHeaders::new_with_capacity(2)
                 .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
-                .insert(Header { key: HEADER_OFFSET, value: Some(offset.as_bytes()) });
+                .insert(Header { key: HEADER_OFFSET, value: Some(offset_text.as_bytes()) });
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, token)
                 .payload(payload)
                 .headers(headers);
@@ -967,7 +972,7 @@ impl<'a> Source<'a> {
             }
             match producer.send(record) {
                 Ok(()) => {
-                    acks.push(line.end, Some(payload.len() as u64));
+                    acks.push(line.end, Some(payload.len() as u64), read_at);
                     stats.lines_sent.fetch_add(1, Ordering::Relaxed);
                     stats.bytes_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
                     Flow::Continue
@@ -1381,9 +1386,9 @@ mod tests {
     #[test]
     fn checkpoint_advances_over_the_acknowledged_prefix_only() {
         let mut q = AckQueue::new(0);
-        let a = q.push(10, Some(9));
-        let b = q.push(20, Some(9));
-        let c = q.push(30, Some(9));
+        let a = q.push(10, Some(9), std::time::Instant::now());
+        let b = q.push(20, Some(9), std::time::Instant::now());
+        let c = q.push(30, Some(9), std::time::Instant::now());
         q.ack(b);
         assert_eq!(q.acked_offset, 0, "b is acknowledged but a is not");
         q.ack(a);
