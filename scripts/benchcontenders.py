@@ -197,6 +197,7 @@ class ByteWatcher(threading.Thread):
         self.size, self.expected = size, expected
         self.first = self.tenth = self.complete = None
         self.last = 0
+        self.trace = []  # (time, bytes) at every change
         self.stop = threading.Event()
 
     def run(self):
@@ -207,6 +208,8 @@ class ByteWatcher(threading.Thread):
                 self.first = now
             if b >= self.expected / 10 and self.tenth is None:
                 self.tenth = now
+            if b != self.last:
+                self.trace.append((now, b))
             self.last = b
             if b >= self.expected:
                 self.complete = now
@@ -390,7 +393,11 @@ def sink_result(n, watcher, records, cpu, rss, **extra):
     secs = max(watcher.complete - watcher.first, 0.01) if watcher.complete and watcher.first else None
     # Also from a tenth of the bytes on: insensitive to output buffered before the first write.
     tail = max(watcher.complete - watcher.tenth, 0.01) if watcher.complete and watcher.tenth else None
+    # How the output grew: (seconds since the first byte, bytes), at most ~100 points.
+    trace = watcher.trace[:: max(1, len(watcher.trace) // 100)] + watcher.trace[-1:]
+    progress = [[round(t - watcher.first, 3), b] for t, b in trace] if watcher.first else []
     return {"records": records, "seconds": secs, "records_per_s": n / secs if secs else 0.0,
+            "progress": progress,
             "records_per_s_from_tenth": 0.9 * n / tail if tail else None,
             "bytes": watcher.last, "cpu_s": cpu, "peak_rss_mib": rss, **extra}
 
