@@ -9,6 +9,7 @@ is stopped.
 File outputs are watched by polling their total size every 10 ms (ByteWatcher).
 """
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -28,10 +29,10 @@ CONNECT_PORT = "18190"
 
 # ---- cluster helpers -------------------------------------------------------------------------
 
-def create_topic(bs, name, partitions):
+def create_topic(bs, name, partitions, configs=None):
     admin = KafkaAdminClient(bootstrap_servers=bs)
     try:
-        admin.create_topics([NewTopic(name, partitions, 3)])
+        admin.create_topics([NewTopic(name, partitions, 3, topic_configs=configs or {})])
     finally:
         admin.close()
 
@@ -85,29 +86,33 @@ def wait_settled(bs, topic, n, partitions, timeout=600, alive=None):
     return last
 
 
-def span(bs, topic, partitions):
-    """(records, first CreateTime, last CreateTime) over the topic, read_committed."""
+def span(bs, topic, partitions, trim=0.05):
+    """(records, start, end) over the topic, read_committed: the timestamps (ms) that `trim` of the
+    records precede and follow. The source case's topics stamp LogAppendTime: when the broker
+    appended them, the same clock for every contender (a producer's CreateTime is when it queued a
+    record, and queues differ: librdkafka's is capped at 10 000 records, Java's at 32 MiB).
+    Trimming the first and last 5 % keeps start-up (producer id, metadata, a JVM) out for all."""
     c = KafkaConsumer(bootstrap_servers=bs, isolation_level="read_committed", enable_auto_commit=False,
                       max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     c.assign(tps)
     ends = c.end_offsets(tps)
     c.seek_to_beginning()
-    count, first, last = 0, None, None
+    stamps = []
     remaining = {tp for tp in tps if ends[tp] > 0}
     while remaining:
         batch = c.poll(timeout_ms=1000, max_records=100000)
         for records in batch.values():
-            count += len(records)
-            ts = [r.timestamp for r in records]
-            if ts:
-                first = min(ts) if first is None else min(first, min(ts))
-                last = max(ts) if last is None else max(last, max(ts))
+            stamps.extend(r.timestamp for r in records)
         for tp in list(remaining):
             if c.position(tp) >= ends[tp]:
                 remaining.discard(tp)
     c.close()
-    return count, first, last
+    if not stamps:
+        return 0, None, None
+    stamps.sort()
+    k = int(len(stamps) * trim)
+    return len(stamps), stamps[k], stamps[len(stamps) - 1 - k]
 
 
 def committed_total(admin, group):
@@ -263,15 +268,40 @@ def tree_files(d):
 
 # ---- the contenders --------------------------------------------------------------------------
 
-def producer_perf(bs, topic, n, size):
-    """kafka-producer-perf-test: n records of `size` random A–Z bytes, acks=all, idempotent."""
+# macklake's source producer defaults (src/kafka/client.rs) that change what the brokers do: the
+# ceiling gets them too, or it would measure a different workload (lz4 shrinks repetitive lines 10×).
+MACKLAKE_PRODUCER = ["compression.type=lz4", "linger.ms=5"]
+
+
+def producer_perf(bs, topic, n, size, payload_file=None):
+    """kafka-producer-perf-test: n records, acks=all, idempotent. Either `size` random A–Z bytes, or
+    (payload_file: the source case) lines picked at random from that file with macklake's producer
+    compression and linger, so that the brokers see the same records as from macklake."""
     cmd = ["java", "-Xmx512m", "-cp", os.path.join(KAFKA_LIBS, "*"), "org.apache.kafka.tools.ProducerPerformance",
-           "--topic", topic, "--num-records", str(n), "--record-size", str(size), "--throughput", "-1",
-           "--producer-props", f"bootstrap.servers={bs}", "acks=all", "enable.idempotence=true"]
+           "--topic", topic, "--num-records", str(n), "--throughput", "-1"]
+    cmd += ["--payload-file", payload_file] if payload_file else ["--record-size", str(size)]
+    cmd += ["--producer-props", f"bootstrap.servers={bs}", "acks=all", "enable.idempotence=true"]
+    cmd += MACKLAKE_PRODUCER if payload_file else []
     status, out, cpu, rss = run_measured(cmd)
     if status != 0:
         raise SystemExit(f"kafka-producer-perf-test failed:\n{out[-2000:]}")
     return cpu, rss
+
+
+def end_to_end_latency(bs, topic, n, size):
+    """Kafka's own EndToEndLatency tool: one record at a time, produce (acks=all) then consume it,
+    n times: the cluster's latency floor on this machine. It prints integer-ms percentiles."""
+    cmd = ["java", "-Xmx256m", "-cp", os.path.join(KAFKA_LIBS, "*"), "org.apache.kafka.tools.EndToEndLatency",
+           bs, topic, str(n), "all", str(size)]
+    status, out, cpu, rss = run_measured(cmd)
+    found = re.search(r"50th = ([0-9.]+), 99th = ([0-9.]+), 99.9th = ([0-9.]+)", out)
+    avg = re.search(r"Avg latency: ([0-9.]+) ms", out)
+    if status != 0 or not found:
+        print(f"[bench] EndToEndLatency failed:\n{out[-2000:]}", flush=True)
+        return None
+    p50, p99, p999 = (float(v) for v in found.groups())
+    return {"records": n, "p50_ms": p50, "p99_ms": p99, "p99_9_ms": p999,
+            "avg_ms": float(avg.group(1)) if avg else None, "cpu_s": cpu, "peak_rss_mib": rss}
 
 
 def consumer_perf(bs, topic, n, group):
