@@ -82,6 +82,9 @@ def wait_settled(bs, topic, n, partitions, timeout=600, alive=None):
             return total
         elif alive is not None and not alive() and time.time() - since > 1.5:
             return total
+        elif time.time() - since > 60:
+            print(f"[bench] {topic} stopped growing at {total} of {n} offsets for 60 s; giving up on it", flush=True)
+            return total
         time.sleep(0.3)
     return last
 
@@ -385,8 +388,10 @@ class ConnectWorker:
         self.bs = bs
 
     def start(self):
+        # Connect's own bin/connect-standalone.sh gives the worker -Xmx2G; at scripts/connect-worker's
+        # 256m a FileStreamSource reading a 1M-line file ran out of heap (it reads ahead of its producer).
         r = subprocess.run([CONNECT_WORKER, "start", "--dir", self.worker, "--bootstrap", self.bs,
-                            "--port", CONNECT_PORT, self.props], capture_output=True, text=True)
+                            "--port", CONNECT_PORT, "--heap", "2g", self.props], capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"connect-worker start failed:\n{r.stderr[-3000:]}")
         with open(os.path.join(self.worker, "worker.pid")) as f:
