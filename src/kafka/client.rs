@@ -41,6 +41,13 @@ pub fn source_transactional_producer(props: &KafkaProps, transactional_id: &str)
     if !props.contains_key("message.timeout.ms") {
         config.set("message.timeout.ms", &txn_timeout);
     }
+    // The first record of a transaction waits for its partitions to be registered, which the
+    // coordinator refuses (CONCURRENT_TRANSACTIONS) until the previous commit's markers are
+    // written; librdkafka retries after retry.backoff.ms (100 ms). The Java producer uses 20 ms
+    // for this case; so does macklake (exponential back-off still caps other retries at 1 s).
+    if !props.contains_key("retry.backoff.ms") {
+        config.set("retry.backoff.ms", "20");
+    }
     config.set("transaction.timeout.ms", &txn_timeout).set("transactional.id", transactional_id);
     config
 }
