@@ -189,12 +189,7 @@ def proc_usage(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = 0.0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                rss = int(line.split()[1]) / 1024
-    return cpu, rss
+    return cpu, vm_hwm(pid) or 0.0
 
 
 class ByteWatcher(threading.Thread):

@@ -1,4 +1,4 @@
-"""Append→readable latency for scripts/bench: a steady appender and a follower of the sink's file.
+"""Append→readable latency for scripts/bench and scripts/latency: a steady appender and a follower of the sink's file.
 
 The appender holds a rate by writing, every ~0.5 ms tick, all the lines whose due time has passed
 (one write per file per tick, round-robin over the files), each line stamped with time.time_ns()
