@@ -350,6 +350,69 @@ mod tests {
         assert_eq!(r, Reconciled::Fresh { set_aside: None }, "missing altogether: an error is logged");
     }
 
+    /// Issue 13 finding 1 / issue 22: a crash after a rotation's commit and rename, once a new
+    /// active file holds records but before the next commit. The new file is uncommitted: it must
+    /// be neither taken for the rotated one (truncated to its length) nor called damaged.
+    fn crash_after_rotation_with_new_records(new_records: usize) -> (tempfile::TempDir, Committed) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        w.append(0, b"aaaa").expect("write");
+        w.append(1, b"bbbb").expect("write");
+        w.sync().expect("sync");
+        w.committed = w.next;
+        let c = Committed { offset: 2, meta: w.commit_meta("me") };
+        w.rotate().expect("rotate").expect("a file");
+        for i in 0..new_records {
+            w.append(2 + i as i64, b"new!").expect("write");
+        }
+        w.flush().expect("flush");
+        drop(w);
+        (dir, c)
+    }
+
+    fn assert_resumes_cleanly_after_rotation(dir: &Path, c: &Committed) {
+        let (mut w, r) = PartitionWriter::reconcile(dir, "t", 0, "me", Some(c), Some(c)).expect("again");
+        assert!(!matches!(r, Reconciled::Fresh { set_aside: Some(_) }), "nothing committed was set aside: {r:?}");
+        assert_eq!((w.next, w.first), (2, None), "a new file starts at the committed offset: {r:?}");
+        w.append(2, b"c").expect("write");
+        w.sync().expect("sync");
+        let names: Vec<String> = fs::read_dir(dir.join("t"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "only the rotated file and the new active file: {names:?}");
+        assert_eq!(fs::read(dir.join("t").join(rotated_name("t", 0, 0, 1))).expect("rotated"), b"aaaa\nbbbb\n");
+        assert_eq!(fs::read(dir.join("t/t-0.log")).expect("active"), b"c\n");
+    }
+
+    #[test]
+    fn a_new_file_shorter_than_the_rotated_one_is_not_called_damaged() {
+        let (dir, c) = crash_after_rotation_with_new_records(1);
+        assert_resumes_cleanly_after_rotation(dir.path(), &c);
+    }
+
+    #[test]
+    fn a_new_file_as_long_as_the_rotated_one_is_not_taken_for_it() {
+        let (dir, c) = crash_after_rotation_with_new_records(3);
+        assert_resumes_cleanly_after_rotation(dir.path(), &c);
+    }
+
+    #[test]
+    fn a_takeover_never_renames_a_new_file_over_the_rotated_one() {
+        let (dir, mine) = crash_after_rotation_with_new_records(2);
+        let theirs = committed("other-host", 2, 10, 9);
+        let rotated = dir.path().join("t").join(rotated_name("t", 0, 0, 1));
+        let (w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), Some(&mine))
+            .expect("takeover");
+        assert_eq!(fs::read(&rotated).expect("rotated file kept"), b"aaaa\nbbbb\n");
+        assert_eq!(w.next, 10);
+        let names: Vec<String> = fs::read_dir(dir.path().join("t"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![rotated_name("t", 0, 0, 1)], "the uncommitted new file is gone, nothing set aside");
+    }
+
     #[test]
     fn a_takeover_closes_off_our_own_committed_range() {
         let dir = tempfile::tempdir().expect("temp dir");
