@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod failpoints;
 pub mod fsutil;
 pub mod http;
 pub mod kafka;

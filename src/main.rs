@@ -137,6 +137,7 @@ enum ClusterCommand {
 }
 
 fn main() -> ExitCode {
+    macklake::failpoints::setup();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

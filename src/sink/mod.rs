@@ -24,14 +24,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::connector::{SinkFormat, SinkStart, ValueFormat};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SinkConfig};
+use crate::failpoints;
 use crate::kafka::{admin, client};
 use commit::{CommitCache, CommitMeta, Committed};
 use single::SingleFile;
@@ -103,6 +105,20 @@ struct State {
     stalled: std::collections::HashSet<(String, i32)>,
     /// Partitions whose first value that `connect-json` could not unwrap was logged.
     not_unwrapped_logged: std::collections::HashSet<(String, i32)>,
+    /// Partitions just positioned at their writer's next offset, until the first record proves
+    /// the consumer is there (see `Sink::verify`).
+    verify: HashMap<(String, i32), Verify>,
+    /// Partitions whose watermarks were read since they were positioned, because a record came
+    /// from below the expected offset (read once: a re-created topic shows on the first).
+    backwards_checked: std::collections::HashSet<(String, i32)>,
+}
+
+/// A partition's resume offset, until its first record is seen.
+#[derive(Debug, Clone, Copy)]
+struct Verify {
+    at: i64,
+    /// Already sought to `at` again once because the first record came from beyond it.
+    reseeked: bool,
 }
 
 struct SinkContext {
@@ -128,52 +144,158 @@ impl ClientContext for SinkContext {
 }
 
 impl ConsumerContext for SinkContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            // Make the revoked partitions durable and commit before letting go, so that the
-            // next owner starts exactly where this one's files end.
-            let mut state = lock(&self.state);
-            let revoked: Vec<(String, i32)> =
-                tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
-            if state.single.is_some() {
-                // All partitions share the file: they must leave with a commit that covers it,
-                // else the partitions that stay would later commit a length that includes
-                // uncommitted records of the ones that left.
-                let result = commit_single(consumer, &mut state);
-                let state = &mut *state;
-                if let Some(sf) = state.single.as_mut() {
-                    if result.is_err() || sf.dirty() {
-                        sf.poisoned = true;
-                        if state.failed.is_none() {
-                            state.failed = Some(SinkError::Uncommitted {
-                                path: sf.path.clone(),
-                                what: "revoked partitions could not be committed".into(),
-                            });
-                        }
-                    }
-                    for key in &revoked {
-                        sf.parts.remove(key);
+    /// Handles a rebalance itself instead of librdkafka's default assign, so that where each
+    /// partition resumes is decided once: its files are reconciled here, and the partition is
+    /// assigned at the offset its writer expects next. (A seek after a plain assign can lose
+    /// the race against librdkafka's own fetch of the committed offset, and then the consumer
+    /// and the writer disagree about where the partition resumes.)
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut state = lock(&self.state);
+                let partitions: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let unpositioned = assign_positions(consumer, &mut state, &partitions, tpl);
+                let assigned =
+                    if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if let Err(error) = assigned {
+                    tracing::error!(connector = %state.connector, %error, "assigning partitions failed");
+                }
+                if unpositioned.count() > 0 {
+                    // Held still until reconciled (`reconcile_pending` seeks and resumes them).
+                    if let Err(error) = consumer.pause(&unpositioned) {
+                        tracing::warn!(connector = %state.connector, %error, "cannot pause unreconciled partitions; their records are fetched again after the seek");
                     }
                 }
-                state.pending.retain(|k| !revoked.contains(k));
-                return;
             }
-            if let Err(e) = commit_partitions(consumer, &mut state, Some(&revoked)) {
-                tracing::warn!(connector = %state.connector, error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit");
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoke(consumer, tpl);
+                let result =
+                    if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "unassigning revoked partitions failed");
+                }
             }
-            for key in &revoked {
-                state.writers.remove(key);
-                state.pending.retain(|k| k != key);
+            other => {
+                tracing::error!(error = ?other, "rebalance error; unassigning");
+                let _ = consumer.unassign();
             }
         }
     }
+}
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let mut state = lock(&self.state);
-            for e in tpl.elements() {
-                state.pending.push((e.topic().to_string(), e.partition()));
+impl SinkContext {
+    /// Partitions leaving: make them durable and commit before letting go, so that the next
+    /// owner starts exactly where this one's files end.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let mut state = lock(&self.state);
+        let revoked: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        for key in &revoked {
+            state.verify.remove(key);
+            state.backwards_checked.remove(key);
+        }
+        if state.single.is_some() {
+            // All partitions share the file: they must leave with a commit that covers it,
+            // else the partitions that stay would later commit a length that includes
+            // uncommitted records of the ones that left.
+            let result = commit_single(consumer, &mut state);
+            let state = &mut *state;
+            if let Some(sf) = state.single.as_mut() {
+                if result.is_err() || sf.dirty() {
+                    sf.poisoned = true;
+                    if state.failed.is_none() {
+                        state.failed = Some(SinkError::Uncommitted {
+                            path: sf.path.clone(),
+                            what: "revoked partitions could not be committed".into(),
+                        });
+                    }
+                }
+                for key in &revoked {
+                    sf.parts.remove(key);
+                }
             }
+            state.pending.retain(|k| !revoked.contains(k));
+            return;
+        }
+        match commit_partitions(consumer, &mut state, Some(&revoked)) {
+            Ok(()) => {}
+            // A write or fsync error must end the run (it is never retried on the descriptor).
+            Err(e @ SinkError::Io { .. }) => {
+                tracing::error!(connector = %state.connector, error = %e, "could not make revoked partitions durable; the run ends and the next owner re-reads from the last commit");
+                state.failed.get_or_insert(e);
+            }
+            Err(e) => {
+                tracing::warn!(connector = %state.connector, error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit")
+            }
+        }
+        for key in &revoked {
+            state.writers.remove(key);
+            state.pending.retain(|k| k != key);
+        }
+    }
+}
+
+/// Reconciles newly assigned partitions and writes the offset each must resume at into `tpl`
+/// (the writer's next offset: one value for both). Returns the partitions that could not be
+/// positioned (Kafka did not answer, or stalled), to be paused; the unreconciled ones are left in
+/// `pending`.
+fn assign_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    st: &mut State,
+    partitions: &[(String, i32)],
+    tpl: &mut TopicPartitionList,
+) -> TopicPartitionList {
+    let mut unpositioned = TopicPartitionList::new();
+    if st.single.is_some() {
+        // Partitions joining a shared file start from a committed file: commit the held ones
+        // first, so that every later commit's length covers only committed records.
+        if let Err(e) = commit_single(consumer, st) {
+            st.failed.get_or_insert(e);
+        }
+        if st.single.as_ref().is_some_and(|sf| sf.dirty()) {
+            st.pending.extend(partitions.iter().cloned());
+            for (t, p) in partitions {
+                unpositioned.add_partition(t, *p);
+            }
+            return unpositioned;
+        }
+    }
+    let retry = match reconcile(consumer, st, partitions, true) {
+        Ok(retry) => retry,
+        Err(e) => {
+            st.failed.get_or_insert(e);
+            partitions.to_vec()
+        }
+    };
+    for (t, p) in partitions {
+        let key = (t.clone(), *p);
+        let next = if retry.contains(&key) || st.stalled.contains(&key) { None } else { st.next_of(&key) };
+        match next {
+            Some(next) if next >= 0 => {
+                if let Err(error) = tpl.set_partition_offset(t, *p, Offset::Offset(next)) {
+                    tracing::warn!(connector = %st.connector, %error, topic = t, partition = p, "cannot set the resume offset");
+                }
+                st.verify.insert(key, Verify { at: next, reseeked: false });
+            }
+            // Nothing committed anywhere: librdkafka starts as `start_at` says.
+            Some(_) => {}
+            None => {
+                unpositioned.add_partition(t, *p);
+            }
+        }
+    }
+    st.pending.extend(retry);
+    unpositioned
+}
+
+impl State {
+    /// The offset a held partition's next record must have (-1: whatever comes first).
+    fn next_of(&self, key: &(String, i32)) -> Option<i64> {
+        match self.single.as_ref() {
+            Some(sf) => sf.parts.get(key).map(|p| p.next),
+            None => self.writers.get(key).map(|w| w.next),
         }
     }
 }
@@ -291,6 +413,8 @@ impl<'a> Sink<'a> {
             failed: None,
             stalled: Default::default(),
             not_unwrapped_logged: Default::default(),
+            verify: HashMap::new(),
+            backwards_checked: Default::default(),
         }));
         let reset = match self.cfg.start_at {
             SinkStart::Earliest => "earliest",
@@ -403,14 +527,14 @@ impl<'a> Sink<'a> {
         result
     }
 
+    /// Partitions assigned while Kafka did not answer (or while the single file had uncommitted
+    /// records): reconciled now, sought to their writer's next offset, and resumed.
     fn reconcile_pending(
         &self,
         consumer: &BaseConsumer<SinkContext>,
         st: &mut State,
     ) -> Result<(), SinkError> {
         if st.single.is_some() {
-            // Partitions joining a shared file start from a committed file: commit the held
-            // ones first, so that every later commit's length covers only committed records.
             commit_single(consumer, st)?;
             if st.single.as_ref().is_some_and(|sf| sf.dirty()) {
                 return Ok(()); // not committed yet: try again on the next poll
@@ -418,6 +542,28 @@ impl<'a> Sink<'a> {
         }
         let pending = std::mem::take(&mut st.pending);
         let retry = reconcile(consumer, st, &pending, true)?;
+        for key in pending.iter().filter(|k| !retry.contains(k) && !st.stalled.contains(k)) {
+            let Some(next) = st.next_of(key) else { continue };
+            if next >= 0 {
+                if let Err(error) =
+                    consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(10))
+                {
+                    tracing::warn!(connector = %st.connector, topic = key.0, partition = key.1, %error, "seek failed; will retry");
+                    st.writers.remove(key);
+                    if let Some(sf) = st.single.as_mut() {
+                        sf.parts.remove(key);
+                    }
+                    st.pending.push(key.clone());
+                    continue;
+                }
+                st.verify.insert(key.clone(), Verify { at: next, reseeked: false });
+            }
+            let mut one = TopicPartitionList::new();
+            one.add_partition(&key.0, key.1);
+            if let Err(error) = consumer.resume(&one) {
+                tracing::warn!(connector = %st.connector, topic = key.0, partition = key.1, %error, "cannot resume a reconciled partition");
+            }
+        }
         st.pending.extend(retry);
         Ok(())
     }
@@ -455,14 +601,42 @@ impl<'a> Sink<'a> {
             None => st.writers.get(&key).map(|w| w.next),
         };
         let Some(next) = next else {
-            // Not (yet) reconciled: the seek after reconciliation fetches it again.
+            // Not (yet) reconciled: the partition is paused, and the seek after reconciliation
+            // fetches this record again.
             return Ok(());
         };
+        if let Some(v) = st.verify.get_mut(&key) {
+            if offset > v.at && !v.reseeked {
+                // The first record after positioning lies beyond the resume offset: either the
+                // position was not applied (librdkafka's own committed-offset fetch won), or the
+                // offsets between hold no records (transaction markers, compaction, retention).
+                // Seek once more to tell which; this record comes again either way.
+                v.reseeked = true;
+                let at = v.at;
+                tracing::debug!(connector = %st.connector, topic, partition, expected = at, got = offset, "first record beyond the resume offset; seeking again to confirm");
+                if let Err(error) =
+                    consumer.seek(topic, partition, Offset::Offset(at), Duration::from_secs(10))
+                {
+                    tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; the partition is reconciled again");
+                    st.verify.remove(&key);
+                    st.writers.remove(&key);
+                    if let Some(sf) = st.single.as_mut() {
+                        sf.parts.remove(&key);
+                    }
+                    st.pending.push(key);
+                }
+                return Ok(());
+            }
+            if offset >= v.at {
+                st.verify.remove(&key);
+            }
+        }
         if next >= 0 && offset < next {
-            // Normally a record fetched before the seek to the committed offset. If the log now
-            // ends below what was written, the topic was re-created: stall instead of skipping
-            // (or, worse, overwriting) forever.
-            if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
+            // A record fetched before the position took effect. If the log now ends below what
+            // was written, the topic was re-created: stall instead of skipping (or, worse,
+            // overwriting) forever. Read the watermarks once per positioning, not per record.
+            if st.backwards_checked.insert(key.clone())
+                && let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
                 && high < next
             {
                 tracing::error!(connector = %st.connector, topic, partition, written = next, log_end = high, "offsets went backwards: the partition is stalled and its archive left untouched");
@@ -537,9 +711,15 @@ impl<'a> Sink<'a> {
             }
         }
         if w.needs_rotation(self.cfg.rotate_bytes, self.cfg.rotate_interval) {
+            // The commit says the file is sealed, so that after a crash anywhere from here on
+            // reconciliation knows an active file found later is a new one.
+            w.sealing = true;
             commit_partitions(consumer, st, Some(std::slice::from_ref(&key)))?;
             let w = st.writers.get_mut(&key).expect("present above");
-            if w.committed == w.next {
+            if w.committed != w.next {
+                // Not committed: the file goes on (a later sealed commit closes it).
+                w.sealing = false;
+            } else {
                 let path = w.active_path();
                 if let Some(rotated) = w.rotate().map_err(|source| SinkError::Io { path, source })? {
                     st.stats.rotations.fetch_add(1, Ordering::Relaxed);
@@ -552,9 +732,10 @@ impl<'a> Sink<'a> {
 }
 
 /// Reconciles `partitions` with their committed state (Kafka's, else the local cache). With
-/// `assigned`, the writers are kept and the consumer is positioned at the committed offsets;
-/// without (start-up, for partitions this daemon may no longer own), only the files are put
-/// right. Returns the partitions to try again later (Kafka did not answer).
+/// `assigned`, the writers are kept, each at the offset its partition must resume at (the caller
+/// positions the consumer there); without (start-up, for partitions this daemon may no longer
+/// own), only the files are put right. Returns the partitions to try again later (Kafka did not
+/// answer, or answered with an error for one of them).
 fn reconcile<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     st: &mut State,
@@ -575,6 +756,16 @@ fn reconcile<C: ConsumerContext>(
             return Ok(partitions.to_vec());
         }
     };
+    // An error for one partition (coordinator loading, unstable offsets) comes with no offset:
+    // taken for "nothing committed", it would make the local cache the authority.
+    if let Some(e) = committed.elements().iter().find(|e| e.error().is_err()) {
+        tracing::warn!(connector = %st.connector, topic = e.topic(), partition = e.partition(), error = ?e.error(), "cannot read a committed offset yet; will retry");
+        return Ok(partitions.to_vec());
+    }
+    if let Some(message) = failpoints::fire("sink::reconcile::committed") {
+        tracing::warn!(connector = %st.connector, %message, "cannot read committed offsets yet; will retry");
+        return Ok(partitions.to_vec());
+    }
     let mut retry = Vec::new();
     for e in committed.elements() {
         let (topic, partition) = (e.topic().to_string(), e.partition());
@@ -584,8 +775,15 @@ fn reconcile<C: ConsumerContext>(
             }
             _ => None,
         };
-        let own = st.cache.get(&topic, partition).cloned();
-        let authority = from_kafka.clone().or_else(|| own.clone());
+        let own = st.cache.get(&topic, partition);
+        if let Some(c) = from_kafka.as_ref().filter(|c| c.meta.w == st.daemon_id) {
+            st.cache.adopt(&topic, partition, c);
+        }
+        let authority = from_kafka.clone().or_else(|| own.latest().cloned());
+        // Where the partition resumes: its committed offset, or the log start when retention
+        // deleted records before they were archived (counted; librdkafka would otherwise reset
+        // to `start_at`, which for "latest" skips everything retained).
+        let mut resume = authority.as_ref().map_or(-1, |c| c.offset);
         if let Some(c) = &authority {
             match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)) {
                 Ok((_, high)) if c.offset > high => {
@@ -599,19 +797,19 @@ fn reconcile<C: ConsumerContext>(
                     );
                     st.stalled.insert((topic.clone(), partition));
                     st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
-                    if assigned {
-                        let mut one = TopicPartitionList::new();
-                        one.add_partition(&topic, partition);
-                        let _ = consumer.pause(&one);
-                    }
                     continue;
                 }
                 Ok((low, _)) if c.offset < low => {
                     tracing::warn!(
                         connector = %st.connector, topic, partition, committed = c.offset, log_start = low,
-                        lost = low - c.offset, "records were deleted by retention before they were archived"
+                        lost = low - c.offset, "records were deleted by retention before they were archived; resuming at the log start"
                     );
-                    st.stats.offsets_lost_to_retention.fetch_add((low - c.offset) as u64, Ordering::Relaxed);
+                    if assigned {
+                        st.stats
+                            .offsets_lost_to_retention
+                            .fetch_add((low - c.offset) as u64, Ordering::Relaxed);
+                    }
+                    resume = low;
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -623,47 +821,30 @@ fn reconcile<C: ConsumerContext>(
         }
         if let Some(sf) = st.single.as_mut() {
             // The file itself was reconciled at start-up and is committed whenever partitions
-            // join (see `reconcile_pending`): a partition only needs its committed offset.
+            // join (see `assign_positions`): a partition only needs its resume offset.
             if !assigned {
                 continue;
             }
-            let next = authority.as_ref().map_or(-1, |c| c.offset);
-            if next >= 0
-                && let Err(error) =
-                    consumer.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(10))
-            {
-                tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
-                retry.push((topic, partition));
-                continue;
-            }
-            tracing::info!(connector = %st.connector, topic, partition, next_offset = next, file = %sf.path.display(), "partition joins the single file");
-            sf.parts.insert((topic, partition), single::Part { next, committed: next });
+            let committed = authority.as_ref().map_or(-1, |c| c.offset);
+            tracing::info!(connector = %st.connector, topic, partition, next_offset = resume, file = %sf.path.display(), "partition joins the single file");
+            sf.parts.insert((topic, partition), single::Part { next: resume, committed });
             continue;
         }
-        let (writer, outcome) = PartitionWriter::reconcile(
+        let (mut writer, outcome) = PartitionWriter::reconcile(
             &st.sink_dir,
             &topic,
             partition,
             &st.daemon_id,
             authority.as_ref(),
-            own.as_ref(),
+            &own,
         )
         .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
-        let mut writer = writer;
         writer.file_mode = st.file_mode;
+        writer.next = resume;
         tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, "partition reconciled");
-        if !assigned {
-            continue;
+        if assigned {
+            st.writers.insert((topic, partition), writer);
         }
-        if writer.next >= 0
-            && let Err(error) =
-                consumer.seek(&topic, partition, Offset::Offset(writer.next), Duration::from_secs(10))
-        {
-            tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; will retry");
-            retry.push((topic, partition));
-            continue;
-        }
-        st.writers.insert((topic, partition), writer);
     }
     Ok(retry)
 }
@@ -679,8 +860,8 @@ fn flush_buffers(st: &mut State) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// fsyncs and commits the dirty writers (all, or `only` these partitions), then records the
-/// commit in the local cache. Data is durable before the commit is sent: that is the invariant.
+/// fsyncs and commits the dirty writers (all, or `only` these partitions). Data is durable
+/// before the commit is sent: that is the invariant.
 fn commit_partitions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     st: &mut State,
@@ -689,7 +870,6 @@ fn commit_partitions<C: ConsumerContext>(
     if st.single.is_some() {
         return commit_single(consumer, st);
     }
-    let mut tpl = TopicPartitionList::new();
     let mut commits = Vec::new();
     for (key, w) in st.writers.iter_mut() {
         if only.is_some_and(|o| !o.contains(key)) || !(w.dirty() || w.durable_len != w.len) {
@@ -702,65 +882,92 @@ fn commit_partitions<C: ConsumerContext>(
         if w.next < 0 {
             continue;
         }
-        let meta = w.commit_meta(&st.daemon_id);
-        let encoded = meta.encode();
-        if let Err(error) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(w.next)) {
-            tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", w.next);
+        commits.push((
+            key.0.clone(),
+            key.1,
+            Committed { offset: w.next, meta: w.commit_meta(&st.daemon_id) },
+        ));
+    }
+    for (topic, partition, c) in send_commit(consumer, st, commits)? {
+        if let Some(w) = st.writers.get_mut(&(topic, partition)) {
+            w.committed = c.offset;
+        }
+    }
+    Ok(())
+}
+
+/// The one commit path of both layouts: records the commits in the local cache (durably, before
+/// sending), sends them in one request, reads back what was applied if Kafka reports a failure
+/// (a commit that failed or timed out may still have been applied), and returns the applied ones.
+fn send_commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    st: &mut State,
+    commits: Vec<(String, i32, Committed)>,
+) -> Result<Vec<(String, i32, Committed)>, SinkError> {
+    if commits.is_empty() {
+        return Ok(commits);
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut sent = Vec::new();
+    for (topic, partition, c) in commits {
+        if let Err(error) = tpl.add_partition_offset(&topic, partition, Offset::Offset(c.offset)) {
+            tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", c.offset);
             continue;
         }
-        if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
-            e.set_metadata(encoded);
+        if let Some(mut e) = tpl.find_partition(&topic, partition) {
+            e.set_metadata(c.meta.encode());
         }
-        commits.push((key.0.clone(), key.1, Committed { offset: w.next, meta }));
+        sent.push((topic, partition, c));
     }
-    if commits.is_empty() {
-        return Ok(());
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => {
-            for (topic, partition, c) in &commits {
-                if let Some(w) = st.writers.get_mut(&(topic.clone(), *partition)) {
-                    w.committed = c.offset;
-                }
+    let path = st.cache_path.clone();
+    st.cache
+        .attempt(sent.iter().map(|(t, p, c)| (t.as_str(), *p, c)))
+        .map_err(|source| SinkError::Cache { path, source })?;
+    let result = match failpoints::fire("sink::commit::send") {
+        Some(_) => Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RequestTimedOut)),
+        None => consumer.commit(&tpl, CommitMode::Sync).and_then(|()| {
+            // Applied, but reported failed (a timeout after the broker wrote it).
+            match failpoints::fire("sink::commit::lost-answer") {
+                Some(_) => Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RequestTimedOut)),
+                None => Ok(()),
             }
-            st.stats.commits.fetch_add(1, Ordering::Relaxed);
-            {
-                let mut committed = st.stats.committed.lock().unwrap_or_else(|p| p.into_inner());
-                for (topic, partition, c) in &commits {
-                    committed.insert((topic.clone(), *partition), c.offset);
-                }
-            }
-            let path = st.cache_path.clone();
-            st.cache.record(commits).map_err(|source| SinkError::Cache { path, source })
-        }
+        }),
+    };
+    failpoints::fire("sink::commit::after");
+    let applied = match result {
+        Ok(()) => sent,
         Err(error) => {
-            // A commit that failed or timed out may still have been applied: read it back.
-            let applied: Vec<(String, i32, Committed)> =
-                match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-                    Ok(back) => commits
-                        .into_iter()
-                        .filter(|(t, p, c)| {
-                            back.find_partition(t, *p).is_some_and(|e| {
-                                e.offset() == Offset::Offset(c.offset)
-                                    && CommitMeta::decode(e.metadata()).as_ref() == Some(&c.meta)
-                            })
+            let back = match failpoints::fire("sink::commit::readback") {
+                Some(message) => Err(message),
+                None => consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .map_err(|e| e.to_string()),
+            };
+            let applied: Vec<_> = match back {
+                Ok(back) => sent
+                    .into_iter()
+                    .filter(|(t, p, c)| {
+                        back.find_partition(t, *p).is_some_and(|e| {
+                            e.offset() == Offset::Offset(c.offset)
+                                && CommitMeta::decode(e.metadata()).as_ref() == Some(&c.meta)
                         })
-                        .collect(),
-                    Err(_) => Vec::new(),
-                };
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             tracing::warn!(connector = %st.connector, %error, applied = applied.len(), "offset commit failed; read back what was applied, the rest is committed on the next try");
-            if applied.is_empty() {
-                return Ok(());
-            }
-            for (topic, partition, c) in &applied {
-                if let Some(w) = st.writers.get_mut(&(topic.clone(), *partition)) {
-                    w.committed = c.offset;
-                }
-            }
-            let path = st.cache_path.clone();
-            st.cache.record(applied).map_err(|source| SinkError::Cache { path, source })
+            applied
+        }
+    };
+    if !applied.is_empty() {
+        st.stats.commits.fetch_add(1, Ordering::Relaxed);
+        let mut committed = st.stats.committed.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, partition, c) in &applied {
+            committed.insert((topic.clone(), *partition), c.offset);
         }
     }
+    st.cache.confirmed(applied.iter().map(|(t, p, c)| (t.as_str(), *p, c)));
+    Ok(applied)
 }
 
 /// Single-file sink, at start-up: truncates the file back to its committed length, the largest
@@ -785,7 +992,11 @@ fn reconcile_single_file<C: ConsumerContext>(
         }
     }
     let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-        Ok(c) => c,
+        Ok(c) if c.elements().iter().all(|e| e.error().is_ok()) => c,
+        Ok(_) => {
+            tracing::warn!(connector = %st.connector, "cannot read every committed offset yet; will retry");
+            return Ok(false);
+        }
         Err(error) => {
             tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
             return Ok(false);
@@ -799,7 +1010,7 @@ fn reconcile_single_file<C: ConsumerContext>(
             }
             _ => None,
         };
-        if let Some(c) = from_kafka.or_else(|| st.cache.get(e.topic(), e.partition()).cloned()) {
+        if let Some(c) = from_kafka.or_else(|| st.cache.get(e.topic(), e.partition()).latest().cloned()) {
             all.push(c);
         }
     }
@@ -844,57 +1055,28 @@ fn commit_single<C: ConsumerContext>(consumer: &BaseConsumer<C>, st: &mut State)
         st.stats.durable_seconds.observe(consumed.elapsed());
     }
     let meta = sf.commit_meta(&daemon_id);
-    let encoded = meta.encode();
-    let mut tpl = TopicPartitionList::new();
-    let mut commits = Vec::new();
-    for ((topic, partition), part) in &sf.parts {
-        if part.next < 0 {
-            continue;
-        }
-        if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(part.next)) {
-            tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", part.next);
-            continue;
-        }
-        if let Some(mut e) = tpl.find_partition(topic, *partition) {
-            e.set_metadata(encoded.clone());
-        }
-        commits.push((topic.clone(), *partition, Committed { offset: part.next, meta: meta.clone() }));
-    }
-    if commits.is_empty() {
-        return Ok(());
-    }
-    let applied: Vec<(String, i32, Committed)> = match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => commits.clone(),
-        Err(error) => {
-            // A commit that failed or timed out may still have been applied: read it back.
-            let applied: Vec<_> = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-                Ok(back) => commits
-                    .iter()
-                    .filter(|(t, p, c)| {
-                        back.find_partition(t, *p).is_some_and(|e| {
-                            e.offset() == Offset::Offset(c.offset)
-                                && CommitMeta::decode(e.metadata()).as_ref() == Some(&c.meta)
-                        })
-                    })
-                    .cloned()
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            tracing::warn!(connector = %st.connector, %error, applied = applied.len(), of = commits.len(), "offset commit failed; read back what was applied");
-            applied
-        }
-    };
+    let commits: Vec<(String, i32, Committed)> = sf
+        .parts
+        .iter()
+        .filter(|(_, part)| part.next >= 0)
+        .map(|((topic, partition), part)| {
+            (topic.clone(), *partition, Committed { offset: part.next, meta: meta.clone() })
+        })
+        .collect();
+    let wanted = commits.len();
+    let applied = send_commit(consumer, st, commits)?;
+    let Some(sf) = st.single.as_mut() else { return Ok(()) };
     if applied.is_empty() {
         // Nothing applied: the file's tail is simply not committed yet; the next commit covers it.
         return Ok(());
     }
-    if applied.len() != commits.len() {
+    if applied.len() != wanted {
         // Kafka writes one commit request atomically; this happens only when a topic vanished
         // mid-commit. Committing on would make the partitions disagree further.
         sf.poisoned = true;
         return Err(SinkError::Uncommitted {
             path: sf.path.clone(),
-            what: format!("only {} of {} partitions' commits were applied", applied.len(), commits.len()),
+            what: format!("only {} of {wanted} partitions' commits were applied", applied.len()),
         });
     }
     for (topic, partition, c) in &applied {
@@ -902,7 +1084,5 @@ fn commit_single<C: ConsumerContext>(consumer: &BaseConsumer<C>, st: &mut State)
             part.committed = c.offset;
         }
     }
-    st.stats.commits.fetch_add(1, Ordering::Relaxed);
-    let path = st.cache_path.clone();
-    st.cache.record(applied).map_err(|source| SinkError::Cache { path, source })
+    Ok(())
 }

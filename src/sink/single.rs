@@ -180,17 +180,13 @@ impl SingleFile {
             f: Self::meta_name(&self.path),
             first: -1,
             len: self.durable_len,
+            ..Default::default()
         }
     }
 }
 
 fn set_aside(path: &Path, why: &str) -> io::Result<PathBuf> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{why}-{}", fsutil::unix_now()));
-    let aside = path.with_file_name(name);
-    fs::rename(path, &aside)?;
-    fsutil::sync_dir(path.parent().unwrap_or(Path::new("/")))?;
-    Ok(aside)
+    fsutil::set_aside(path, why)
 }
 
 #[cfg(test)]
@@ -198,7 +194,10 @@ mod tests {
     use super::*;
 
     fn committed(w: &str, f: &str, offset: i64, len: u64) -> Committed {
-        Committed { offset, meta: CommitMeta { v: 1, w: w.into(), f: f.into(), first: -1, len } }
+        Committed {
+            offset,
+            meta: CommitMeta { v: 1, w: w.into(), f: f.into(), first: -1, len, ..Default::default() },
+        }
     }
 
     #[test]

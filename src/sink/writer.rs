@@ -14,7 +14,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::commit::{CommitMeta, Committed, META_VERSION};
+use super::commit::{Cached, CommitMeta, Committed, Handover, META_VERSION};
+use crate::failpoints;
 use crate::fsutil;
 
 pub fn active_name(topic: &str, partition: i32) -> String {
@@ -51,6 +52,10 @@ pub struct PartitionWriter {
     pub durable_len: u64,
     /// The offset last committed to Kafka.
     pub committed: i64,
+    /// The next commit closes the active file (a rotation): its metadata says `sealed`.
+    pub sealing: bool,
+    /// Where this writer's ownership began (carried in every commit's metadata).
+    pub from: Option<Handover>,
     opened_at: Instant,
     /// When each record written since the last fsync was consumed (for the latency histogram).
     pub unsynced: Vec<Instant>,
@@ -66,10 +71,16 @@ pub enum Reconciled {
     /// Continuing this daemon's own active file; `truncated` bytes written after the last commit
     /// were dropped (they will be consumed and written again).
     Continued { truncated: u64 },
-    /// The previous rotation had renamed the file but not yet been followed by a new file.
-    RotationFinished,
-    /// Another writer committed since this daemon's last commit: this daemon's own file was closed
-    /// off (renamed to its committed range) and a new file starts at the committed offset.
+    /// The last commit sealed the active file: its rename is done (now, if the crash came before
+    /// it), and an active file started after it (`discarded` bytes, none committed) was removed.
+    RotationFinished { discarded: u64 },
+    /// The committed file is missing or shorter than committed (the disk lost data fsync had
+    /// reported durable, or someone moved it): what is left is set aside, a new file starts at
+    /// the committed offset.
+    Damaged { set_aside: Option<PathBuf> },
+    /// Another writer (or another tool) committed since this daemon's last commit: this
+    /// daemon's own file was closed off (renamed to its committed range) and a new file starts at
+    /// the committed offset.
     TakenOver { closed: Option<PathBuf> },
 }
 
@@ -85,6 +96,8 @@ impl PartitionWriter {
             len: 0,
             durable_len: 0,
             committed: -1,
+            sealing: false,
+            from: None,
             opened_at: Instant::now(),
             unsynced: Vec::new(),
             file_mode: super::paths::DEFAULT_FILE_MODE,
@@ -95,16 +108,21 @@ impl PartitionWriter {
         self.dir.join(active_name(&self.topic, self.partition))
     }
 
+    fn rotated_path(&self, first: i64, next: i64) -> PathBuf {
+        self.dir.join(rotated_name(&self.topic, self.partition, first, next - 1))
+    }
+
     /// Brings the partition's files in line with the committed state and returns the writer
     /// positioned at the committed offset. `committed` is Kafka's (authority) or else the cache's.
-    /// `own_cache` is this daemon's own last commit, used to close off its file after a takeover.
+    /// `own` is what the local cache knows of this daemon's own commits, used to close off its
+    /// file after another writer took the partition over.
     pub fn reconcile(
         sink_dir: &Path,
         topic: &str,
         partition: i32,
         daemon_id: &str,
         committed: Option<&Committed>,
-        own_cache: Option<&Committed>,
+        own: &Cached,
     ) -> io::Result<(PartitionWriter, Reconciled)> {
         let mut w = PartitionWriter::new(sink_dir, topic, partition);
         w.dir = super::paths::topic_dir(sink_dir, topic)?;
@@ -118,7 +136,7 @@ impl PartitionWriter {
             let set_aside = match active_len {
                 Some(n) if n > 0 => Some(w.set_aside(&active, "uncommitted")?),
                 Some(_) => {
-                    fs::remove_file(&active)?;
+                    w.discard(&active)?;
                     None
                 }
                 None => None,
@@ -127,67 +145,141 @@ impl PartitionWriter {
         };
         w.next = c.offset;
         w.committed = c.offset;
-        let ours = c.meta.w == daemon_id && c.meta.f == active_name(topic, partition);
-        if ours {
-            match active_len {
-                Some(n) if n >= c.meta.len => {
-                    if n > c.meta.len {
-                        OpenOptions::new().write(true).open(&active)?.set_len(c.meta.len)?;
-                        File::open(&active)?.sync_all()?;
-                    }
-                    w.open_existing(c.meta.len, (c.meta.first >= 0).then_some(c.meta.first))?;
-                    return Ok((w, Reconciled::Continued { truncated: n - c.meta.len }));
-                }
-                Some(_) => {
-                    // Shorter than committed: the disk lost data fsync had reported durable.
-                    let aside = w.set_aside(&active, "damaged")?;
-                    tracing::error!(file = %aside.display(), "active file is shorter than its committed length; set aside, starting a new file at the committed offset");
-                    return Ok((w, Reconciled::Fresh { set_aside: Some(aside) }));
-                }
-                None if c.meta.len == 0 => return Ok((w, Reconciled::Continued { truncated: 0 })),
-                None => {
-                    let rotated = w.dir.join(rotated_name(topic, partition, c.meta.first, c.offset - 1));
-                    if rotated_exists(&rotated) {
-                        fsutil::sync_dir(&w.dir)?;
-                        return Ok((w, Reconciled::RotationFinished));
-                    }
-                    tracing::error!(file = %active.display(), "the committed active file is missing; starting a new file at the committed offset");
-                    return Ok((w, Reconciled::Fresh { set_aside: None }));
-                }
-            }
+        if c.meta.w == daemon_id && c.meta.f == active_name(topic, partition) {
+            w.from = c.meta.from.clone();
+            let outcome = w.continue_own(c, active_len)?;
+            return Ok((w, outcome));
         }
         // Another writer (or another tool) committed last: whatever our active file holds beyond
-        // our own last commit was never committed; what it holds up to it is ours to keep.
-        let closed = match (active_len, own_cache) {
-            (Some(n), Some(own))
-                if own.meta.w == daemon_id
-                    && own.meta.first >= 0
-                    && n >= own.meta.len
-                    && own.meta.len > 0 =>
-            {
-                OpenOptions::new().write(true).open(&active)?.set_len(own.meta.len)?;
-                File::open(&active)?.sync_all()?;
-                let name = w.dir.join(rotated_name(topic, partition, own.meta.first, own.offset - 1));
-                fs::rename(&active, &name)?;
-                fsutil::sync_dir(&w.dir)?;
-                Some(name)
-            }
-            (Some(n), _) if n > 0 => Some(w.set_aside(&active, "uncommitted")?),
-            (Some(_), _) => {
-                fs::remove_file(&active)?;
-                None
-            }
-            (None, _) => None,
-        };
+        // where our ownership ended was never committed; what it holds up to there is ours to keep.
+        w.from = Some(Handover { w: c.meta.w.clone(), o: c.offset });
+        let closed = w.close_off(daemon_id, c, own, active_len)?;
         Ok((w, Reconciled::TakenOver { closed }))
+    }
+
+    /// This daemon committed last: continue its active file, or finish the rotation its last
+    /// commit sealed.
+    fn continue_own(&mut self, c: &Committed, active_len: Option<u64>) -> io::Result<Reconciled> {
+        let active = self.active_path();
+        let (first, len) = (c.meta.first, c.meta.len);
+        let rotated = (first >= 0).then(|| self.rotated_path(first, c.offset));
+        let renamed = rotated.as_deref().is_some_and(rotated_exists);
+        // Version 1 metadata does not mark the commit of a rotation: the rotated file's existence
+        // does (it is renamed only after that commit, and only a rotation names it).
+        if c.meta.sealed || renamed {
+            let discarded = match (renamed, active_len, rotated) {
+                (true, Some(n), _) => {
+                    // Started after the rotation: nothing in it was committed. Unlink only
+                    // (never truncate: after a link-and-unlink rename it may be the rotated file).
+                    self.discard(&active)?;
+                    n
+                }
+                (true, None, _) => {
+                    fsutil::sync_dir(&self.dir)?;
+                    0
+                }
+                (false, Some(n), Some(rotated)) if n >= len => {
+                    // Sealed, not yet renamed: finish the rotation.
+                    self.truncate(&active, n, len)?;
+                    fsutil::rename_noreplace(&active, &rotated)?;
+                    fsutil::sync_dir(&self.dir)?;
+                    n - len
+                }
+                (false, _, _) => return self.damaged(active_len),
+            };
+            return Ok(Reconciled::RotationFinished { discarded });
+        }
+        match active_len {
+            Some(n) if n >= len => {
+                self.truncate(&active, n, len)?;
+                self.open_existing(len, (first >= 0).then_some(first))?;
+                Ok(Reconciled::Continued { truncated: n - len })
+            }
+            None if len == 0 => Ok(Reconciled::Continued { truncated: 0 }),
+            _ => self.damaged(active_len),
+        }
+    }
+
+    /// The committed active file is missing or shorter than committed.
+    fn damaged(&mut self, active_len: Option<u64>) -> io::Result<Reconciled> {
+        let active = self.active_path();
+        let set_aside = match active_len {
+            Some(_) => Some(self.set_aside(&active, "damaged")?),
+            None => None,
+        };
+        tracing::error!(file = %active.display(), ?set_aside, "the committed active file is missing or shorter than its committed length (the disk lost data, or it was moved); starting a new file at the committed offset");
+        Ok(Reconciled::Damaged { set_aside })
+    }
+
+    /// After a takeover: closes this daemon's active file off at the end of its ownership.
+    /// Kafka's current metadata says where that was when the new owner recorded it (`from`);
+    /// else the cache's latest commit (sent, its data durable: at worst records the new owner
+    /// also wrote, never fewer).
+    fn close_off(
+        &mut self,
+        daemon_id: &str,
+        theirs: &Committed,
+        own: &Cached,
+        active_len: Option<u64>,
+    ) -> io::Result<Option<PathBuf>> {
+        let active = self.active_path();
+        let Some(n) = active_len else { return Ok(None) };
+        let name = active_name(&self.topic, self.partition);
+        let candidates: Vec<&Committed> =
+            own.candidates().into_iter().filter(|c| c.meta.w == daemon_id && c.meta.f == name).collect();
+        let mine = match &theirs.meta.from {
+            Some(h) if h.w == daemon_id => {
+                let found = candidates.iter().find(|c| c.offset == h.o).copied();
+                if found.is_none() {
+                    tracing::error!(file = %active.display(), handed_over_at = h.o, cached = ?candidates.iter().map(|c| c.offset).collect::<Vec<_>>(), "the new owner started where this daemon's cache has no commit; closing off at the latest cached one (records may repeat)");
+                }
+                found.or(candidates.last().copied())
+            }
+            _ => candidates.last().copied(),
+        };
+        let Some(mine) = mine.filter(|c| c.meta.first >= 0 && c.meta.len > 0) else {
+            if n > 0 {
+                return Ok(Some(self.set_aside(&active, "uncommitted")?));
+            }
+            self.discard(&active)?;
+            return Ok(None);
+        };
+        let rotated = self.rotated_path(mine.meta.first, mine.offset);
+        if rotated_exists(&rotated) {
+            // Our last commit sealed that file and it was renamed: the active file came after.
+            self.discard(&active)?;
+            return Ok(None);
+        }
+        if n < mine.meta.len {
+            return Ok(Some(self.set_aside(&active, "damaged")?));
+        }
+        self.truncate(&active, n, mine.meta.len)?;
+        failpoints::io("sink::reconcile::close-off")?;
+        fsutil::rename_noreplace(&active, &rotated)?;
+        fsutil::sync_dir(&self.dir)?;
+        Ok(Some(rotated))
+    }
+
+    /// Cuts an uncommitted tail off (`n` bytes long now, `len` committed) and makes it durable.
+    fn truncate(&self, path: &Path, n: u64, len: u64) -> io::Result<()> {
+        if n > len {
+            failpoints::io("sink::reconcile::truncate")?;
+            let f = OpenOptions::new().write(true).open(path)?;
+            f.set_len(len)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Removes an active file that holds nothing committed.
+    fn discard(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)?;
+        fsutil::sync_dir(&self.dir)
     }
 
     /// Renames a file we cannot account for out of the way (never deletes data).
     fn set_aside(&self, path: &Path, why: &str) -> io::Result<PathBuf> {
-        let aside = path.with_extension(format!("log.{why}-{}", fsutil::unix_now()));
-        fs::rename(path, &aside)?;
-        fsutil::sync_dir(&self.dir)?;
-        Ok(aside)
+        fsutil::set_aside(path, why)
     }
 
     fn open_existing(&mut self, len: u64, first: Option<i64>) -> io::Result<()> {
@@ -209,6 +301,7 @@ impl PartitionWriter {
             self.file = Some(BufWriter::with_capacity(256 * 1024, file));
             if len == 0 {
                 // A new file: make its name durable before anything refers to it.
+                failpoints::io("sink::new-file::dirsync")?;
                 fsutil::sync_dir(&self.dir)?;
             }
             self.len = len;
@@ -232,7 +325,10 @@ impl PartitionWriter {
     /// Writes buffered records to the file (readable, not yet durable).
     pub fn flush(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.flush(),
+            Some(f) => {
+                failpoints::io("sink::flush")?;
+                f.flush()
+            }
             None => Ok(()),
         }
     }
@@ -240,8 +336,10 @@ impl PartitionWriter {
     /// Makes everything written durable.
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some(f) = self.file.as_mut() {
+            failpoints::io("sink::flush")?;
             f.flush()?;
             if self.durable_len != self.len {
+                failpoints::io("sink::fsync")?;
                 f.get_ref().sync_data()?;
             }
         }
@@ -257,6 +355,10 @@ impl PartitionWriter {
             f: active_name(&self.topic, self.partition),
             first: self.first.unwrap_or(-1),
             len: self.durable_len,
+            sealed: self.sealing && self.first.is_some(),
+            from: self.from.clone(),
+            tid: None,
+            b: None,
         }
     }
 
@@ -264,18 +366,23 @@ impl PartitionWriter {
         self.first.is_some() && (self.len >= rotate_bytes || self.opened_at.elapsed() >= rotate_interval)
     }
 
-    /// Renames the active file to its offset range. Precondition: synced and committed, so the
-    /// committed metadata names the active file with its full length (reconcile relies on it).
+    /// Renames the active file to its offset range. Precondition: synced and committed with
+    /// `sealing` set, so the committed metadata names the active file with its full length and
+    /// says it is sealed (reconcile relies on it). The rename never replaces a file.
     pub fn rotate(&mut self) -> io::Result<Option<PathBuf>> {
         let Some(first) = self.first else { return Ok(None) };
         debug_assert!(self.durable_len == self.len && self.committed == self.next);
         self.file = None;
-        let rotated = self.dir.join(rotated_name(&self.topic, self.partition, first, self.next - 1));
-        fs::rename(self.active_path(), &rotated)?;
+        let rotated = self.rotated_path(first, self.next);
+        failpoints::io("sink::rotate::rename")?;
+        fsutil::rename_noreplace(&self.active_path(), &rotated)?;
+        failpoints::io("sink::rotate::dirsync")?;
         fsutil::sync_dir(&self.dir)?;
+        failpoints::io("sink::rotate::done")?;
         self.first = None;
         self.len = 0;
         self.durable_len = 0;
+        self.sealing = false;
         Ok(Some(rotated))
     }
 }
@@ -284,14 +391,22 @@ impl PartitionWriter {
 mod tests {
     use super::*;
 
+    fn own(c: &Committed) -> Cached {
+        Cached { confirmed: Some(c.clone()), attempt: None }
+    }
+
     fn committed(w: &str, first: i64, offset: i64, len: u64) -> Committed {
-        Committed { offset, meta: CommitMeta { v: 1, w: w.into(), f: active_name("t", 0), first, len } }
+        Committed {
+            offset,
+            meta: CommitMeta { v: 1, w: w.into(), f: active_name("t", 0), first, len, ..Default::default() },
+        }
     }
 
     #[test]
     fn uncommitted_tail_is_truncated_and_writing_continues() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (mut w, r) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         assert_eq!(r, Reconciled::Fresh { set_aside: None });
         w.append(5, b"a").expect("write");
         w.append(6, b"b").expect("write");
@@ -301,7 +416,7 @@ mod tests {
         w.sync().expect("sync");
         drop(w);
         let (mut w, r) =
-            PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::Continued { truncated: 14 });
         assert_eq!((w.next, w.first), (7, Some(5)));
         w.append(7, b"c").expect("write");
@@ -312,7 +427,8 @@ mod tests {
     #[test]
     fn rotation_names_files_by_offset_range_and_a_crash_after_rename_is_finished() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (mut w, _) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         w.append(0, b"a").expect("write");
         w.append(1, b"b").expect("write");
         w.sync().expect("sync");
@@ -324,15 +440,16 @@ mod tests {
             Some("t-0-00000000000000000000-00000000000000000001.log")
         );
         drop(w);
-        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
-        assert_eq!(r, Reconciled::RotationFinished);
+        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
+        assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
         assert_eq!((w.next, w.first, w.len), (2, None, 0));
     }
 
     #[test]
     fn a_finished_rotation_is_recognised_when_housekeeping_compressed_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (mut w, _) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         w.append(0, b"a").expect("write");
         w.sync().expect("sync");
         w.committed = w.next;
@@ -342,12 +459,12 @@ mod tests {
         let mut zst = rotated.clone().into_os_string();
         zst.push(".zst");
         fs::rename(&rotated, &zst).expect("compressed");
-        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
-        assert_eq!(r, Reconciled::RotationFinished);
+        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
+        assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
         assert_eq!(w.next, 1);
         fs::remove_file(&zst).expect("gone");
-        let (_, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), Some(&c)).expect("again");
-        assert_eq!(r, Reconciled::Fresh { set_aside: None }, "missing altogether: an error is logged");
+        let (_, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
+        assert_eq!(r, Reconciled::Damaged { set_aside: None }, "missing altogether: an error is logged");
     }
 
     /// Issue 13 finding 1 / issue 22: a crash after a rotation's commit and rename, once a new
@@ -355,7 +472,8 @@ mod tests {
     /// be neither taken for the rotated one (truncated to its length) nor called damaged.
     fn crash_after_rotation_with_new_records(new_records: usize) -> (tempfile::TempDir, Committed) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (mut w, _) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         w.append(0, b"aaaa").expect("write");
         w.append(1, b"bbbb").expect("write");
         w.sync().expect("sync");
@@ -371,8 +489,11 @@ mod tests {
     }
 
     fn assert_resumes_cleanly_after_rotation(dir: &Path, c: &Committed) {
-        let (mut w, r) = PartitionWriter::reconcile(dir, "t", 0, "me", Some(c), Some(c)).expect("again");
-        assert!(!matches!(r, Reconciled::Fresh { set_aside: Some(_) }), "nothing committed was set aside: {r:?}");
+        let (mut w, r) = PartitionWriter::reconcile(dir, "t", 0, "me", Some(c), &own(c)).expect("again");
+        assert!(
+            !matches!(r, Reconciled::Fresh { set_aside: Some(_) } | Reconciled::Damaged { .. }),
+            "nothing committed was set aside: {r:?}"
+        );
         assert_eq!((w.next, w.first), (2, None), "a new file starts at the committed offset: {r:?}");
         w.append(2, b"c").expect("write");
         w.sync().expect("sync");
@@ -381,7 +502,10 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "only the rotated file and the new active file: {names:?}");
-        assert_eq!(fs::read(dir.join("t").join(rotated_name("t", 0, 0, 1))).expect("rotated"), b"aaaa\nbbbb\n");
+        assert_eq!(
+            fs::read(dir.join("t").join(rotated_name("t", 0, 0, 1))).expect("rotated"),
+            b"aaaa\nbbbb\n"
+        );
         assert_eq!(fs::read(dir.join("t/t-0.log")).expect("active"), b"c\n");
     }
 
@@ -402,7 +526,7 @@ mod tests {
         let (dir, mine) = crash_after_rotation_with_new_records(2);
         let theirs = committed("other-host", 2, 10, 9);
         let rotated = dir.path().join("t").join(rotated_name("t", 0, 0, 1));
-        let (w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), Some(&mine))
+        let (w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), &own(&mine))
             .expect("takeover");
         assert_eq!(fs::read(&rotated).expect("rotated file kept"), b"aaaa\nbbbb\n");
         assert_eq!(w.next, 10);
@@ -410,13 +534,63 @@ mod tests {
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec![rotated_name("t", 0, 0, 1)], "the uncommitted new file is gone, nothing set aside");
+        assert_eq!(
+            names,
+            vec![rotated_name("t", 0, 0, 1)],
+            "the uncommitted new file is gone, nothing set aside"
+        );
+    }
+
+    #[test]
+    fn a_sealed_commit_whose_rename_did_not_happen_is_finished() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
+        w.append(0, b"aaaa").expect("write");
+        w.append(1, b"bbbb").expect("write");
+        w.sync().expect("sync");
+        w.sealing = true;
+        let c = Committed { offset: 2, meta: w.commit_meta("me") };
+        assert!(c.meta.sealed);
+        drop(w); // crash between the sealing commit and the rename
+        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
+        assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
+        assert_eq!((w.next, w.first), (2, None));
+        assert_eq!(
+            fs::read(dir.path().join("t").join(rotated_name("t", 0, 0, 1))).expect("rotated"),
+            b"aaaa\nbbbb\n"
+        );
+        assert!(!w.active_path().exists());
+    }
+
+    #[test]
+    fn a_version_1_archive_continues_as_it_is() {
+        // What the previous release left: an active file and a v1 commit naming it.
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(dir.path().join("t")).expect("mkdir");
+        fs::write(dir.path().join("t").join(rotated_name("t", 0, 0, 1)), b"a\nb\n").expect("rotated");
+        fs::write(dir.path().join("t/t-0.log"), b"c\nd\nuncommitted\n").expect("active");
+        let meta = CommitMeta::decode(r#"{"v":1,"w":"me","f":"t-0.log","first":2,"len":4}"#).expect("v1");
+        let c = Committed { offset: 4, meta };
+        let (mut w, r) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
+        assert_eq!(r, Reconciled::Continued { truncated: 12 });
+        assert_eq!((w.next, w.first), (4, Some(2)));
+        w.append(4, b"e").expect("write");
+        w.sync().expect("sync");
+        assert_eq!(fs::read(dir.path().join("t/t-0.log")).expect("active"), b"c\nd\ne\n");
+        assert_eq!(
+            fs::read_dir(dir.path().join("t")).expect("list").count(),
+            2,
+            "nothing renamed or set aside"
+        );
     }
 
     #[test]
     fn a_takeover_closes_off_our_own_committed_range() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (mut w, _) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         w.append(0, b"a").expect("write");
         w.sync().expect("sync");
         let mine = Committed { offset: 1, meta: w.commit_meta("me") };
@@ -424,7 +598,7 @@ mod tests {
         w.sync().expect("sync");
         drop(w);
         let theirs = committed("other-host", 1, 10, 9);
-        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), Some(&mine))
+        let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), &own(&mine))
             .expect("takeover");
         let closed = dir.path().join("t").join(rotated_name("t", 0, 0, 0));
         assert_eq!(r, Reconciled::TakenOver { closed: Some(closed.clone()) });
@@ -438,7 +612,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         fs::create_dir_all(dir.path().join("t")).expect("mkdir");
         fs::write(dir.path().join("t/t-0.log"), b"someone's data\n").expect("write");
-        let (_, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, None).expect("fresh");
+        let (_, r) =
+            PartitionWriter::reconcile(dir.path(), "t", 0, "me", None, &Cached::default()).expect("fresh");
         let Reconciled::Fresh { set_aside: Some(aside) } = r else { panic!("set aside: {r:?}") };
         assert_eq!(fs::read(aside).expect("kept"), b"someone's data\n");
     }

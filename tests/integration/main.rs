@@ -9,6 +9,8 @@ mod cluster;
 mod connect;
 mod connectors;
 mod exactly_once;
+#[cfg(feature = "failpoints")]
+mod faults;
 mod hostile;
 mod rotation;
 mod secured;

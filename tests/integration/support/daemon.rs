@@ -181,6 +181,41 @@ impl Daemon {
         }
     }
 
+    /// Forgets the environment variables set with `env` (for the next starts).
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself; `None` if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Files in the sink's directory for `topic` that reconciliation set aside
+    /// (`*.damaged-*`, `*.uncommitted-*`).
+    pub fn set_aside(&self, topic: &str) -> Vec<String> {
+        fs::read_dir(self.archive.join(topic))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(".damaged-") || n.contains(".uncommitted-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// SIGKILL: a crash.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
