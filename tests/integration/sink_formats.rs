@@ -102,6 +102,49 @@ fn json_format_writes_every_field_of_every_record_on_one_line() {
     }
 }
 
+/// A poison record (issue 13 finding 3): a header name that is not UTF-8 made the sink panic,
+/// restart, seek back and panic again for ever. Both formats archive it and everything after it;
+/// `json` writes the name in base64 with a `name_encoding`.
+#[test]
+fn a_header_name_that_is_not_utf8_is_archived_not_a_crash_loop() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("poison-header");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    kafka::produce_all(&bootstrap, &topic, 0, &["before".to_string()]);
+    kafka::produce_with_raw_header_name(&bootstrap, &topic, &[0xff, 0xfe, b'h'], b"v", b"poison");
+    kafka::produce_all(&bootstrap, &topic, 0, &["after".to_string()]);
+    let mut d = Daemon::new(&bootstrap, "poison-host");
+    d.sink(&support::unique("poison-lines"), &[&topic], "");
+    let json_dir = d.root.path().join("json");
+    d.connector(
+        "json.toml",
+        &format!(
+            "name = \"{}\"\nkind = \"file-sink\"\ntopics = [\"{topic}\"]\ndir = \"{}\"\nformat = \"json\"\n",
+            support::unique("poison-json"),
+            json_dir.display()
+        ),
+    );
+    d.start();
+    let lines = d.wait_archived(&topic, 3, WAIT);
+    assert_eq!(lines, vec!["before", "poison", "after"]);
+    let json = support::wait_for("3 json lines", WAIT, || {
+        let l = crate::support::daemon::archived_lines(&json_dir.join(&topic));
+        (l.len() >= 3).then_some(l)
+    });
+    let poison: serde_json::Value = serde_json::from_str(&json[1]).expect("a json line");
+    assert_eq!(poison["value"], "poison");
+    let header = &poison["headers"][0];
+    assert_eq!(
+        (header["name_encoding"].as_str(), header["value"].as_str()),
+        (Some("base64"), Some("v")),
+        "{poison}"
+    );
+    assert_eq!(decode(&header["name"], &header["name_encoding"]), Some(vec![0xff, 0xfe, b'h']));
+    assert!(!d.log().contains("panicked"), "no panic:\n{}", d.log());
+    assert!(d.stop().success());
+}
+
 fn file_lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read(path).map(|b| support::text(&b).lines().map(str::to_string).collect()).unwrap_or_default()
 }

@@ -219,3 +219,35 @@ pub fn produce_records(bootstrap: &str, topic: &str, partition: i32, records: &[
     });
     timestamps
 }
+
+/// Produces one record whose only header has the name `name` as raw bytes (rdkafka's API takes
+/// names as `&str`; any other client may send a name that is not UTF-8).
+pub fn produce_with_raw_header_name(bootstrap: &str, topic: &str, name: &[u8], value: &[u8], payload: &[u8]) {
+    use rdkafka::message::OwnedHeaders;
+    let headers = OwnedHeaders::new_with_capacity(1);
+    // SAFETY: `as_borrowed` is the live native header list `headers` owns (rdkafka's own
+    // representation); `rd_kafka_header_add` copies the name and value.
+    let err = unsafe {
+        let hdrs = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+            as *mut rdkafka::bindings::rd_kafka_headers_t;
+        rdkafka::bindings::rd_kafka_header_add(
+            hdrs,
+            name.as_ptr() as *const std::ffi::c_char,
+            name.len() as isize,
+            value.as_ptr() as *const std::ffi::c_void,
+            value.len() as isize,
+        )
+    };
+    assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "header added");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let record = FutureRecord::<(), [u8]>::to(topic).partition(0).headers(headers).payload(payload);
+        producer.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e).expect("acknowledged");
+    });
+}
