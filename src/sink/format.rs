@@ -7,13 +7,15 @@
 //! ```json
 //! {"topic":"t","partition":0,"offset":42,"timestamp":1700000000000,
 //!  "key":"k","key_encoding":"utf8",
-//!  "headers":[{"name":"h","value":"v","value_encoding":"utf8"}],
+//!  "headers":[{"name":"h","name_encoding":"utf8","value":"v","value_encoding":"utf8"}],
 //!  "value":"text","value_encoding":"utf8"}
 //! ```
 //!
 //! Bytes that are valid UTF-8 are written as text (`"utf8"`), others as standard base64 with
 //! padding (`"base64"`). A null key, value or header value is `null` with a `null` encoding. The
 //! encoding fields are always present so that every line has the same columns (DuckDB, pandas).
+//! Header names are bytes too (any producer may send one that is not UTF-8): each carries a
+//! `name_encoding` the same way (added in 0.2; before, such a record stopped the sink).
 
 use std::borrow::Cow;
 
@@ -29,13 +31,15 @@ pub struct Record<'a> {
     /// Milliseconds since the epoch (create or log-append time), if the record has one.
     pub timestamp: Option<i64>,
     pub key: Option<&'a [u8]>,
-    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    /// Names and values as bytes (read only when the format writes them).
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
     pub value: Option<&'a [u8]>,
 }
 
 #[derive(Serialize)]
 struct JsonHeader<'a> {
-    name: &'a str,
+    name: Option<Cow<'a, str>>,
+    name_encoding: Option<&'static str>,
     value: Option<Cow<'a, str>>,
     value_encoding: Option<&'static str>,
 }
@@ -72,8 +76,9 @@ pub fn json_line(r: &Record<'_>) -> Vec<u8> {
         .headers
         .iter()
         .map(|(name, v)| {
+            let (name, name_encoding) = text_or_base64(Some(name));
             let (value, value_encoding) = text_or_base64(*v);
-            JsonHeader { name, value, value_encoding }
+            JsonHeader { name, name_encoding, value, value_encoding }
         })
         .collect();
     let line = JsonLine {
@@ -118,7 +123,12 @@ mod tests {
             offset: 7,
             timestamp: Some(1_700_000_000_123),
             key: Some(b"k\n1"),
-            headers: vec![("h", Some(b"a")), ("h", Some(&[0xff, 0x00])), ("n", None)],
+            headers: vec![
+                (b"h", Some(b"a")),
+                (b"h", Some(&[0xff, 0x00])),
+                (b"n", None),
+                (&[0xc3, 0x28], Some(b"x")),
+            ],
             value: Some(b"line one\nline two \"quoted\""),
         };
         let line = json_line(&r);
@@ -138,6 +148,11 @@ mod tests {
         assert_eq!(v["headers"][1]["value"], "/wA=");
         assert_eq!(v["headers"][1]["value_encoding"], "base64");
         assert!(v["headers"][2]["value"].is_null() && v["headers"][2]["value_encoding"].is_null());
+        assert_eq!(v["headers"][0]["name_encoding"], "utf8");
+        assert_eq!(
+            (v["headers"][3]["name"].as_str(), v["headers"][3]["name_encoding"].as_str()),
+            (Some("wyg="), Some("base64"))
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -473,8 +473,12 @@ impl<'a> Sink<'a> {
             }
             match message {
                 Some(Ok(m)) => {
-                    let headers =
-                        m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+                    // Only `json` writes headers: `lines` never reads them (nothing in them can
+                    // stop it), and `json` reads them as bytes (kafka::headers).
+                    let headers = match self.cfg.format {
+                        SinkFormat::Json => crate::kafka::headers::raw(&m),
+                        SinkFormat::Lines => Vec::new(),
+                    };
                     let record = format::Record {
                         topic: m.topic(),
                         partition: m.partition(),
