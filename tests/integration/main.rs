@@ -17,3 +17,4 @@ mod secured;
 mod security;
 mod service;
 mod sink_formats;
+mod sink_positions;

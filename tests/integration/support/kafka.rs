@@ -251,3 +251,24 @@ pub fn produce_with_raw_header_name(bootstrap: &str, topic: &str, name: &[u8], v
         producer.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e).expect("acknowledged");
     });
 }
+
+/// Deletes the records of `topic`/`partition` below `before` (as retention would); returns the
+/// new log start.
+pub fn delete_records(bootstrap: &str, topic: &str, partition: i32, before: i64) -> i64 {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(before)).expect("offset");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let result = runtime
+        .block_on(
+            admin.delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))),
+        )
+        .expect("delete records");
+    let e = result.find_partition(topic, partition).expect("the partition in the answer");
+    e.error().expect("records deleted");
+    match e.offset() {
+        Offset::Offset(o) => o,
+        other => panic!("unexpected log start {other:?}"),
+    }
+}
