@@ -110,7 +110,7 @@ impl ConnectorStatus {
             let stalled = s.stalled_partitions.load(Ordering::Relaxed);
             if stalled > 0 {
                 return Some(format!(
-                    "{stalled} partition(s) stalled: offsets went backwards (topic re-created?)"
+                    "{stalled} partition(s) stalled: the topic was deleted and re-created (its offsets went back, or its id changed); see the log"
                 ));
             }
         }

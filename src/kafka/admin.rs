@@ -132,3 +132,109 @@ pub fn ensure_topic(
     }
     Ok(if created { TopicState::Created } else { TopicState::Existed { partitions: 0 } })
 }
+
+/// A topic's id (base64, as Kafka's tools print it), read with librdkafka's DescribeTopics over
+/// `client`'s connections (rdkafka has no wrapper for it). `Ok(None)`: the topic does not exist,
+/// or the cluster has no topic ids (before Kafka 2.8). A topic deleted and re-created keeps its
+/// name but gets a new id: what tells two histories apart when offsets alone do not.
+pub fn topic_id<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<String>, String> {
+    use rdkafka::bindings as rd;
+    use std::ffi::{CStr, CString, c_char};
+    const OK: rd::rd_kafka_resp_err_t = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    /// Destroys what librdkafka allocated, however the function returns.
+    struct Owned {
+        queue: *mut rd::rd_kafka_queue_t,
+        options: *mut rd::rd_kafka_AdminOptions_t,
+        topics: *mut rd::rd_kafka_TopicCollection_t,
+        event: *mut rd::rd_kafka_event_t,
+    }
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            // SAFETY: each pointer is null or was returned by its librdkafka constructor and is
+            // destroyed exactly once, here.
+            unsafe {
+                if !self.event.is_null() {
+                    rd::rd_kafka_event_destroy(self.event);
+                }
+                if !self.topics.is_null() {
+                    rd::rd_kafka_TopicCollection_destroy(self.topics);
+                }
+                if !self.options.is_null() {
+                    rd::rd_kafka_AdminOptions_destroy(self.options);
+                }
+                if !self.queue.is_null() {
+                    rd::rd_kafka_queue_destroy(self.queue);
+                }
+            }
+        }
+    }
+    let name = CString::new(topic).map_err(|e| e.to_string())?;
+    let rk = client.native_ptr();
+    let mut names = [name.as_ptr()];
+    // SAFETY: `rk` is a live client for the duration of the call; the collection copies the
+    // names; every result pointer below borrows from `owned.event`, which outlives its use.
+    unsafe {
+        let mut owned = Owned {
+            queue: rd::rd_kafka_queue_new(rk),
+            options: rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+            ),
+            topics: rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1),
+            event: std::ptr::null_mut(),
+        };
+        let mut errstr = [0 as c_char; 256];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        if rd::rd_kafka_AdminOptions_set_request_timeout(owned.options, ms, errstr.as_mut_ptr(), errstr.len())
+            != OK
+        {
+            return Err(CStr::from_ptr(errstr.as_ptr()).to_string_lossy().into_owned());
+        }
+        rd::rd_kafka_DescribeTopics(rk, owned.topics, owned.options, owned.queue);
+        owned.event = rd::rd_kafka_queue_poll(owned.queue, ms.saturating_add(1000));
+        if owned.event.is_null() {
+            return Err(format!("no answer to DescribeTopics within {timeout:?}"));
+        }
+        if rd::rd_kafka_event_error(owned.event) != OK {
+            return Err(CStr::from_ptr(rd::rd_kafka_event_error_string(owned.event))
+                .to_string_lossy()
+                .into_owned());
+        }
+        let result = rd::rd_kafka_event_DescribeTopics_result(owned.event);
+        if result.is_null() {
+            return Err("DescribeTopics answered with another event".into());
+        }
+        let mut count = 0usize;
+        let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+        if descriptions.is_null() || count == 0 {
+            return Ok(None);
+        }
+        let description = *descriptions;
+        let error = rd::rd_kafka_TopicDescription_error(description);
+        if !error.is_null() && rd::rd_kafka_error_code(error) != OK {
+            if rd::rd_kafka_error_code(error)
+                == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+            {
+                return Ok(None);
+            }
+            return Err(CStr::from_ptr(rd::rd_kafka_error_string(error)).to_string_lossy().into_owned());
+        }
+        let id = rd::rd_kafka_TopicDescription_topic_id(description);
+        if id.is_null()
+            || (rd::rd_kafka_Uuid_most_significant_bits(id) == 0
+                && rd::rd_kafka_Uuid_least_significant_bits(id) == 0)
+        {
+            return Ok(None);
+        }
+        let text = rd::rd_kafka_Uuid_base64str(id);
+        if text.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(CStr::from_ptr(text).to_string_lossy().into_owned()))
+    }
+}

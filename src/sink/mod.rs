@@ -108,6 +108,13 @@ struct State {
     /// Partitions just positioned at their writer's next offset, until the first record proves
     /// the consumer is there (see `Sink::verify`).
     verify: HashMap<(String, i32), Verify>,
+    /// Each topic's id, read once per run (None: unknown; then commits carry none and nothing
+    /// is checked against it).
+    topic_ids: HashMap<String, String>,
+    /// Per partition waiting to be reconciled, the lowest offset of a record that arrived anyway
+    /// (fetched before the pause took effect) and was dropped: with no committed offset to seek
+    /// to, reconciliation seeks back here, so that nothing is dropped for good.
+    dropped_unreconciled: HashMap<(String, i32), i64>,
     /// Partitions whose watermarks were read since they were positioned, because a record came
     /// from below the expected offset (read once: a re-created topic shows on the first).
     backwards_checked: std::collections::HashSet<(String, i32)>,
@@ -195,6 +202,7 @@ impl SinkContext {
         for key in &revoked {
             state.verify.remove(key);
             state.backwards_checked.remove(key);
+            state.dropped_unreconciled.remove(key);
         }
         if state.single.is_some() {
             // All partitions share the file: they must leave with a commit that covers it,
@@ -414,6 +422,8 @@ impl<'a> Sink<'a> {
             stalled: Default::default(),
             not_unwrapped_logged: Default::default(),
             verify: HashMap::new(),
+            topic_ids: HashMap::new(),
+            dropped_unreconciled: HashMap::new(),
             backwards_checked: Default::default(),
         }));
         let reset = match self.cfg.start_at {
@@ -424,6 +434,19 @@ impl<'a> Sink<'a> {
             client::sink_consumer(&self.props, &self.connector.group_id(), reset)
                 .create_with_context(SinkContext { state: state.clone(), stats: self.stats.clone() })
                 .map_err(SinkError::Consumer)?;
+        // Topic ids go into every commit, so that a topic deleted and re-created is recognised
+        // even when its offsets have grown past the archive's (offsets alone would not show it).
+        for topic in &self.cfg.topics {
+            match admin::topic_id(consumer.client(), topic, Duration::from_secs(10)) {
+                Ok(Some(id)) => {
+                    lock(&state).topic_ids.insert(topic.clone(), id);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(connector = %name, topic, %error, "cannot read the topic's id; a re-created topic is then recognised only when its offsets go backwards")
+                }
+            }
+        }
         // Put right what an earlier run left, including partitions this daemon may never be
         // assigned again (another daemon took them over while it was down).
         if let Some(file) = &self.cfg.file {
@@ -548,6 +571,9 @@ impl<'a> Sink<'a> {
         let retry = reconcile(consumer, st, &pending, true)?;
         for key in pending.iter().filter(|k| !retry.contains(k) && !st.stalled.contains(k)) {
             let Some(next) = st.next_of(key) else { continue };
+            let dropped = st.dropped_unreconciled.remove(key);
+            // Nothing committed: resume at the first record that arrived before reconciliation.
+            let next = if next < 0 { dropped.unwrap_or(next) } else { next };
             if next >= 0 {
                 if let Err(error) =
                     consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(10))
@@ -606,7 +632,9 @@ impl<'a> Sink<'a> {
         };
         let Some(next) = next else {
             // Not (yet) reconciled: the partition is paused, and the seek after reconciliation
-            // fetches this record again.
+            // fetches this record again (to this offset, if nothing was committed).
+            let lowest = st.dropped_unreconciled.entry(key).or_insert(offset);
+            *lowest = (*lowest).min(offset);
             return Ok(());
         };
         if let Some(v) = st.verify.get_mut(&key) {
@@ -823,6 +851,23 @@ fn reconcile<C: ConsumerContext>(
                 }
             }
         }
+        // Offsets that went back are the older check; a changed id also catches a re-created
+        // topic whose offsets grew past the archive's.
+        if let Some(c) = &authority
+            && let (Some(then), Some(now)) = (c.meta.tid.as_ref(), st.topic_ids.get(&topic))
+            && then != now
+        {
+            tracing::error!(
+                connector = %st.connector, topic, partition, archived_id = then, current_id = now,
+                "topic id changed: the topic was deleted and re-created since it was archived; the partition is \
+                 stalled and its archive left untouched; move {}/{topic} aside and reset the group's offsets to \
+                 archive the new topic",
+                st.sink_dir.display()
+            );
+            st.stalled.insert((topic.clone(), partition));
+            st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
+            continue;
+        }
         if let Some(sf) = st.single.as_mut() {
             // The file itself was reconciled at start-up and is committed whenever partitions
             // join (see `assign_positions`): a partition only needs its resume offset.
@@ -913,7 +958,8 @@ fn send_commit<C: ConsumerContext>(
     }
     let mut tpl = TopicPartitionList::new();
     let mut sent = Vec::new();
-    for (topic, partition, c) in commits {
+    for (topic, partition, mut c) in commits {
+        c.meta.tid = st.topic_ids.get(&topic).cloned();
         if let Err(error) = tpl.add_partition_offset(&topic, partition, Offset::Offset(c.offset)) {
             tracing::warn!(connector = %st.connector, %error, "cannot express offset {} for commit", c.offset);
             continue;

@@ -140,3 +140,58 @@ fn the_whole_sink_fault_matrix() {
         }
     }
 }
+
+/// Issue 13 finding 4: a partition whose reconciliation is deferred (Kafka did not answer) must
+/// not drop the records fetched meanwhile, even with no committed offset to seek back to.
+#[test]
+fn a_partition_reconciled_late_loses_nothing() {
+    case("sink::reconcile::committed", 0, Fault::Error);
+}
+
+/// Issue 13 finding 2: a daemon crashes right after a commit Kafka applied; another daemon takes
+/// the partition over from there, then stops; the first comes back and closes its file off. The
+/// commit cache is written before the commit is sent, and the new owner's metadata says where it
+/// took over, so the close-off cuts exactly there: the two archives together hold every record
+/// exactly once, and nothing is set aside.
+#[test]
+fn a_takeover_after_a_crash_right_after_a_commit_loses_and_repeats_nothing() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("takeover");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let sink = support::unique("takeover-sink");
+    let conf = "commit_interval = \"300ms\"\n\
+                [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n";
+    let mut expected = records(0, 300);
+    kafka::produce_all(&bootstrap, &topic, 0, &expected);
+    let mut a = Daemon::new(&bootstrap, &support::unique("host-a"));
+    a.sink(&sink, &[&topic], conf);
+    a.env("FAILPOINTS", "sink::commit::after=return(crash)");
+    a.start();
+    a.wait_exit(WAIT).expect("host A crashes right after its first commit");
+    let mut b = Daemon::new(&bootstrap, &support::unique("host-b"));
+    b.sink(&sink, &[&topic], conf);
+    b.start();
+    let more = records(300, 500);
+    kafka::produce_all(&bootstrap, &topic, 0, &more);
+    expected.extend(more);
+    support::wait_for("both archives to hold everything", WAIT, || {
+        (a.archived(&topic).len() + b.archived(&topic).len() >= expected.len()).then_some(())
+    });
+    assert!(b.stop().success());
+    a.clear_env();
+    a.start();
+    a.wait_log("TakenOver", WAIT);
+    let last = records(500, 600);
+    kafka::produce_all(&bootstrap, &topic, 0, &last);
+    expected.extend(last);
+    support::wait_for("the last records in host A's archive", WAIT, || {
+        (a.archived(&topic).len() + b.archived(&topic).len() >= expected.len()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut both = a.archived(&topic);
+    both.extend(b.archived(&topic));
+    crate::support::daemon::assert_exactly_once(&both, &expected);
+    assert_eq!((a.set_aside(&topic), b.set_aside(&topic)), (vec![], vec![]), "nothing set aside");
+    assert!(a.stop().success());
+}
