@@ -180,6 +180,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             .into_iter()
             .filter_map(Result::ok)
             .collect();
+            // The daemon must not run meanwhile: it would overwrite the imported checkpoints.
+            let _state_lock =
+                macklake::daemon::state_lock::acquire(&config.state_dir, "macklake import-offsets")?;
             let report = macklake::source::connect_offsets::import(
                 &offsets_file,
                 &connectors,

@@ -630,6 +630,9 @@ pub fn load_dir(
         .collect();
     files.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // What each sink writes: a topic's directory under `dir`, or its `file`. Two sinks writing the
+    // same files would each reconcile away the other's records.
+    let mut written: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
     Ok(files
         .iter()
         .map(|f| {
@@ -640,7 +643,27 @@ pub fn load_dir(
                     format!("connector name `{}` is already used by {}", c.name, first.display()),
                 ));
             }
+            let targets: Vec<PathBuf> = match &c.kind {
+                ConnectorKind::Sink(sink) => match (&sink.dir, &sink.file) {
+                    (Some(dir), _) => sink.topics.iter().map(|t| dir.join(t)).collect(),
+                    (None, Some(file)) => vec![file.clone()],
+                    (None, None) => Vec::new(),
+                },
+                ConnectorKind::Source(_) => Vec::new(),
+            };
+            if let Some((target, other)) = targets.iter().find_map(|t| written.get(t).map(|o| (t, o))) {
+                return Err(ConfigError::new(
+                    f,
+                    format!(
+                        "{} is already written by the sink in {}: two sinks must not write the same files \
+                         (give this one another `dir` or `file`)",
+                        target.display(),
+                        other.display()
+                    ),
+                ));
+            }
             seen.insert(c.name.clone(), f.clone());
+            written.extend(targets.into_iter().map(|t| (t, f.clone())));
             Ok(c)
         })
         .collect())
@@ -686,6 +709,31 @@ mod tests {
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::parse(Path::new("/etc/macklake/connectors.d/app.toml"), text, &[])
+    }
+
+    #[test]
+    fn two_sinks_writing_the_same_files_are_refused_naming_the_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sink = |name: &str, topics: &str, target: &str| {
+            format!("name = \"{name}\"\nkind = \"file-sink\"\ntopics = [{topics}]\n{target}\n")
+        };
+        let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text).expect("write");
+        write("a.toml", sink("a", "\"t1\", \"t2\"", "dir = \"/srv/archive\""));
+        write("b.toml", sink("b", "\"t3\"", "dir = \"/srv/archive\"")); // same dir, other topic: fine
+        write("c.toml", sink("c", "\"t2\"", "dir = \"/srv/archive\""));
+        write("d.toml", sink("d", "\"t1\"", "file = \"/srv/all.txt\""));
+        write("e.toml", sink("e", "\"t9\"", "file = \"/srv/all.txt\""));
+        let ctx = LoadContext { converter: Default::default(), secret_dirs: &[] };
+        let loaded = load_dir(dir.path(), ctx).expect("the directory loads");
+        let verdicts: Vec<Result<String, String>> =
+            loaded.into_iter().map(|r| r.map(|c| c.name).map_err(|e| e.to_string())).collect();
+        assert_eq!(verdicts.len(), 5);
+        assert!(verdicts[0..2] == [Ok("a".into()), Ok("b".into())], "{verdicts:?}");
+        let c = verdicts[2].as_ref().expect_err("c writes t2 like a");
+        assert!(c.contains("/srv/archive/t2") && c.contains("a.toml"), "{c}");
+        assert_eq!(verdicts[3], Ok("d".into()));
+        let e = verdicts[4].as_ref().expect_err("e writes d's file");
+        assert!(e.contains("/srv/all.txt") && e.contains("d.toml"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! are reported with file, line and key; failing connectors are restarted with backoff, and a
 //! panic in one is caught); connector configuration comes only from files.
 
+pub mod state_lock;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
@@ -31,6 +32,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("{0}")]
     Http(crate::http::HttpError),
+    #[error("{0}")]
+    StateLock(state_lock::StateLockError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns once every connector has drained, or when
@@ -38,6 +41,8 @@ pub enum DaemonError {
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|source| DaemonError::StateDir { path: config.state_dir.clone(), source })?;
+    let _state_lock =
+        state_lock::acquire(&config.state_dir, "macklake run").map_err(DaemonError::StateLock)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).map_err(DaemonError::Signals)?;

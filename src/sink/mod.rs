@@ -809,6 +809,18 @@ fn reconcile<C: ConsumerContext>(
         };
         let own = st.cache.get(&topic, partition);
         if let Some(c) = from_kafka.as_ref().filter(|c| c.meta.w == st.daemon_id) {
+            // This daemon records every commit before sending it: one it never recorded was made
+            // by another process with the same daemon_id (a cloned host), whose files are not
+            // ours to reconcile against.
+            if let Some(latest) = own.latest().filter(|l| c.offset > l.offset) {
+                tracing::warn!(
+                    connector = %st.connector, topic, partition, committed = c.offset, ours = latest.offset,
+                    daemon_id = %st.daemon_id,
+                    "Kafka holds a commit under this daemon_id beyond any this daemon made: another daemon with the \
+                     same daemon_id (a cloned host?) writes this group, or the state directory was restored from an \
+                     older copy; give every host its own daemon_id"
+                );
+            }
             st.cache.adopt(&topic, partition, c);
         }
         let authority = from_kafka.clone().or_else(|| own.latest().cloned());

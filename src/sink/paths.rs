@@ -38,9 +38,22 @@ pub fn topic_dir(sink_dir: &Path, topic: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `create_dir_all` with the sink's directory mode for what it creates.
+/// `create_dir_all` with the sink's directory mode for what it creates; each directory it
+/// creates is made durable in its parent (fsync), so that a crash cannot lose a directory that
+/// holds committed files.
 pub fn create_dirs(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    crate::fsutil::sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
 }
 
 #[cfg(test)]

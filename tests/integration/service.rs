@@ -329,3 +329,37 @@ fn the_service_files_pass_systemds_checks() {
     assert!(overall.contains(" OK") || overall.contains("SAFE"), "rated OK or better: {overall}");
     assert!(score < 2.0, "{overall}");
 }
+
+/// Issue 13 finding 7: two processes sharing a state directory would overwrite each other's
+/// checkpoints and commit caches. The second daemon, and `import-offsets` while a daemon runs,
+/// are refused with the running one's pid.
+#[test]
+fn a_second_process_on_the_same_state_directory_is_refused_with_the_first_ones_pid() {
+    let _cluster = support::shared_cluster();
+    let mut d = Daemon::new(&support::bootstrap(), "lock-host");
+    d.start();
+    d.wait_log("macklake starting", Duration::from_secs(30));
+    let second = support::run(&["run", "--config", &d.config.to_string_lossy()]);
+    assert!(!second.status.success(), "a second daemon on the same state_dir must not start");
+    let said = support::text(&second.stderr);
+    assert!(
+        said.contains("in use by another macklake process")
+            && said.contains(&format!("pid {} (macklake run)", d.pid())),
+        "{said}"
+    );
+    let offsets = d.root.path().join("connect.offsets");
+    std::fs::write(&offsets, b"").expect("write");
+    let import = support::run(&[
+        "import-offsets",
+        "--config",
+        &d.config.to_string_lossy(),
+        &offsets.to_string_lossy(),
+    ]);
+    assert!(!import.status.success());
+    assert!(
+        support::text(&import.stderr).contains("in use by another macklake process"),
+        "{}",
+        support::text(&import.stderr)
+    );
+    assert!(d.stop().success());
+}
