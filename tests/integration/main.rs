@@ -18,3 +18,4 @@ mod security;
 mod service;
 mod sink_formats;
 mod sink_positions;
+mod source_positions;
