@@ -84,8 +84,14 @@ impl Checkpoints {
     }
 
     /// Positions restored from elsewhere (the offsets topic of an exactly-once source); never saved.
-    pub fn in_memory(entries: HashMap<FileId, Entry>, truncated: Vec<Truncated>) -> Checkpoints {
-        let existed = !entries.is_empty();
+    /// Positions held elsewhere (an exactly-once source's offsets topic); `started`: the
+    /// connector's first start was recorded there.
+    pub fn in_memory(
+        entries: HashMap<FileId, Entry>,
+        truncated: Vec<Truncated>,
+        started: bool,
+    ) -> Checkpoints {
+        let existed = started || !entries.is_empty();
         Checkpoints { path: PathBuf::new(), entries, truncated, existed }
     }
 

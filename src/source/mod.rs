@@ -448,14 +448,14 @@ impl<'a> Source<'a> {
             // Fences any earlier instance and settles its open transaction, so that the positions
             // read next are those of the last committed transaction.
             producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Transaction)?;
-            let (restored, truncated) = positions::restore(
+            let restored = positions::restore(
                 &client::base(&self.props),
                 &self.cfg.offsets_topic,
                 &positions::key_prefix(&self.daemon_id, &self.connector.name),
                 Duration::from_secs(60),
             )
             .map_err(SourceError::Transaction)?;
-            Checkpoints::in_memory(restored, truncated)
+            Checkpoints::in_memory(restored.positions, restored.truncated, restored.started)
         } else {
             Checkpoints::load(&self.checkpoint_path)
                 .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?
@@ -507,6 +507,12 @@ impl<'a> Source<'a> {
                     &mut truncations,
                     &mut scan_state,
                 );
+                if scan_state.first_start && !eos {
+                    // The first start is recorded at once: a restart before anything else was
+                    // saved must not apply `start_at` again (lines appended meanwhile would be
+                    // skipped). Exactly-once records it in its first transaction, just below.
+                    self.save_checkpoints(&mut checkpoints, &files, &truncations)?;
+                }
                 scan_state.first_start = false;
                 rescan_at = Instant::now() + self.cfg.rescan_interval;
             }
@@ -558,9 +564,10 @@ impl<'a> Source<'a> {
             }
             if eos
                 && txn.open
-                && txn.lines > 0
-                && (txn.since.elapsed() >= self.cfg.transaction_interval
-                    || txn.lines >= self.cfg.transaction_max_lines)
+                && ((txn.lines > 0
+                    && (txn.since.elapsed() >= self.cfg.transaction_interval
+                        || txn.lines >= self.cfg.transaction_max_lines))
+                    || !checkpoints.existed)
             {
                 self.commit_transaction(
                     &producer,
@@ -1217,6 +1224,10 @@ impl<'a> Source<'a> {
         let prefix = positions::key_prefix(&self.daemon_id, &self.connector.name);
         let now = crate::fsutil::unix_now();
         let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        if !checkpoints.existed {
+            // The connector's first start: from now on `start_at` never applies again.
+            records.push((positions::started_key(&prefix), Some(format!("{{\"at\":{now}}}").into_bytes())));
+        }
         for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
             let mut e = entry(t, *id);
             e.offset = t.reader.position();
@@ -1302,6 +1313,7 @@ impl<'a> Source<'a> {
             e.offset = t.committed;
             checkpoints.entries.insert(*id, e);
         }
+        checkpoints.existed = true;
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
         self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
         *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -25,9 +25,23 @@ pub fn key(prefix: &str, id: FileId) -> String {
     format!("{prefix}{}:{}", id.dev, id.ino)
 }
 
+/// Key of the record that says the connector has started once (`start_at` never applies again).
+pub fn started_key(prefix: &str) -> String {
+    format!("{prefix}started")
+}
+
 /// Key of a truncated content's record: `PREFIX truncated/HASH-LEN`.
 pub fn truncated_key(prefix: &str, t: &Truncated) -> String {
     format!("{prefix}truncated/{:016x}-{}", t.fingerprint.hash, t.fingerprint.len)
+}
+
+/// What the offsets topic holds for one connector of one daemon.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub positions: HashMap<FileId, Entry>,
+    pub truncated: Vec<Truncated>,
+    /// The connector committed its first start (or any position): `start_at` is spent.
+    pub started: bool,
 }
 
 /// Reads `topic` from the beginning to its end (read_committed) and returns the latest position
@@ -37,7 +51,7 @@ pub fn restore(
     topic: &str,
     prefix: &str,
     timeout: Duration,
-) -> Result<(HashMap<FileId, Entry>, Vec<Truncated>), KafkaError> {
+) -> Result<Restored, KafkaError> {
     let mut config = config.clone();
     config
         .set("group.id", format!("{prefix}restore"))
@@ -62,8 +76,10 @@ pub fn restore(
     }
     let mut positions = HashMap::new();
     let mut truncated: HashMap<String, Truncated> = HashMap::new();
+    let mut started = false;
+    let started_key = started_key(prefix);
     if ends.is_empty() {
-        return Ok((positions, Vec::new()));
+        return Ok(Restored::default());
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + timeout;
@@ -74,7 +90,9 @@ pub fn restore(
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
-                if let Some(name) = key.strip_prefix(prefix).filter(|k| k.starts_with("truncated/")) {
+                if key == started_key {
+                    started |= m.payload().is_some();
+                } else if let Some(name) = key.strip_prefix(prefix).filter(|k| k.starts_with("truncated/")) {
                     match m.payload().map(serde_json::from_slice::<Truncated>) {
                         Some(Ok(t)) => {
                             truncated.insert(name.to_string(), t);
@@ -117,7 +135,8 @@ pub fn restore(
             }
         }
     }
-    Ok((positions, truncated.into_values().collect()))
+    started |= !positions.is_empty();
+    Ok(Restored { positions, truncated: truncated.into_values().collect(), started })
 }
 
 fn parse_id(text: &str) -> Option<FileId> {
