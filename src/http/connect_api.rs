@@ -292,7 +292,7 @@ async fn offsets(State(state): State<Arc<AppState>>, Path(name): Path<String>) -
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|((topic, partition), offset)| {
-                json!({"partition": {"kafka_topic": topic, "kafka_partition": partition}, "offset": {"kafka_offset": offset}})
+                json!({"partition": {"kafka_partition": partition, "kafka_topic": topic}, "offset": {"kafka_offset": offset}})
             })
             .collect(),
     };

@@ -133,15 +133,16 @@ pub fn ensure_topic(
     Ok(if created { TopicState::Created } else { TopicState::Existed { partitions: 0 } })
 }
 
-/// A topic's id (base64, as Kafka's tools print it), read with librdkafka's DescribeTopics over
-/// `client`'s connections (rdkafka has no wrapper for it). `Ok(None)`: the topic does not exist,
-/// or the cluster has no topic ids (before Kafka 2.8). A topic deleted and re-created keeps its
-/// name but gets a new id: what tells two histories apart when offsets alone do not.
-pub fn topic_id<C: rdkafka::ClientContext>(
+/// The ids of `topics` (base64, as Kafka's tools print them), read with librdkafka's DescribeTopics
+/// over `client`'s connections, in one request (rdkafka has no wrapper for it). A topic that does
+/// not exist, or a cluster without topic ids (before Kafka 2.8), is left out. A topic deleted and
+/// re-created keeps its name but gets a new id: what tells two histories apart when offsets alone
+/// do not.
+pub fn topic_ids<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
-    topic: &str,
+    topics: &[String],
     timeout: Duration,
-) -> Result<Option<String>, String> {
+) -> Result<std::collections::HashMap<String, String>, String> {
     use rdkafka::bindings as rd;
     use std::ffi::{CStr, CString, c_char};
     const OK: rd::rd_kafka_resp_err_t = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -173,9 +174,17 @@ pub fn topic_id<C: rdkafka::ClientContext>(
             }
         }
     }
-    let name = CString::new(topic).map_err(|e| e.to_string())?;
+    let mut ids = std::collections::HashMap::new();
+    if topics.is_empty() {
+        return Ok(ids);
+    }
+    let names: Vec<CString> = topics
+        .iter()
+        .map(|t| CString::new(t.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
     let rk = client.native_ptr();
-    let mut names = [name.as_ptr()];
     // SAFETY: `rk` is a live client for the duration of the call; the collection copies the
     // names; every result pointer below borrows from `owned.event`, which outlives its use.
     unsafe {
@@ -185,7 +194,7 @@ pub fn topic_id<C: rdkafka::ClientContext>(
                 rk,
                 rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
             ),
-            topics: rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1),
+            topics: rd::rd_kafka_TopicCollection_of_topic_names(pointers.as_mut_ptr(), pointers.len()),
             event: std::ptr::null_mut(),
         };
         let mut errstr = [0 as c_char; 256];
@@ -211,30 +220,29 @@ pub fn topic_id<C: rdkafka::ClientContext>(
         }
         let mut count = 0usize;
         let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
-        if descriptions.is_null() || count == 0 {
-            return Ok(None);
-        }
-        let description = *descriptions;
-        let error = rd::rd_kafka_TopicDescription_error(description);
-        if !error.is_null() && rd::rd_kafka_error_code(error) != OK {
-            if rd::rd_kafka_error_code(error)
-                == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-            {
-                return Ok(None);
+        for i in 0..count {
+            let description = *descriptions.add(i);
+            let error = rd::rd_kafka_TopicDescription_error(description);
+            if !error.is_null() && rd::rd_kafka_error_code(error) != OK {
+                continue; // missing (UNKNOWN_TOPIC_OR_PART) or not describable: no id to check
             }
-            return Err(CStr::from_ptr(rd::rd_kafka_error_string(error)).to_string_lossy().into_owned());
+            let id = rd::rd_kafka_TopicDescription_topic_id(description);
+            let name = rd::rd_kafka_TopicDescription_name(description);
+            if id.is_null()
+                || name.is_null()
+                || (rd::rd_kafka_Uuid_most_significant_bits(id) == 0
+                    && rd::rd_kafka_Uuid_least_significant_bits(id) == 0)
+            {
+                continue;
+            }
+            let text = rd::rd_kafka_Uuid_base64str(id);
+            if !text.is_null() {
+                ids.insert(
+                    CStr::from_ptr(name).to_string_lossy().into_owned(),
+                    CStr::from_ptr(text).to_string_lossy().into_owned(),
+                );
+            }
         }
-        let id = rd::rd_kafka_TopicDescription_topic_id(description);
-        if id.is_null()
-            || (rd::rd_kafka_Uuid_most_significant_bits(id) == 0
-                && rd::rd_kafka_Uuid_least_significant_bits(id) == 0)
-        {
-            return Ok(None);
-        }
-        let text = rd::rd_kafka_Uuid_base64str(id);
-        if text.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(CStr::from_ptr(text).to_string_lossy().into_owned()))
+        Ok(ids)
     }
 }

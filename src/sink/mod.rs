@@ -57,6 +57,13 @@ pub enum SinkError {
     /// committed; the run ends and the restart reconciles the file with what Kafka holds.
     #[error("single-file sink {path}: {what}; restarting to reconcile the file with the committed offsets")]
     Uncommitted { path: PathBuf, what: String },
+    /// A topic was deleted and re-created while the sink ran: nothing of it is committed; the
+    /// restart reconciles (dropping what was written of the new topic) and stalls its partitions.
+    #[error(
+        "topic {topic} was deleted and re-created while it was archived (its id changed from {then} to {now}); \
+         restarting without committing: its partitions stall, the archive keeps the old history"
+    )]
+    TopicRecreated { topic: String, then: String, now: String },
 }
 
 /// Shared counters (read by status and metrics).
@@ -229,8 +236,9 @@ impl SinkContext {
         }
         match commit_partitions(consumer, &mut state, Some(&revoked)) {
             Ok(()) => {}
-            // A write or fsync error must end the run (it is never retried on the descriptor).
-            Err(e @ SinkError::Io { .. }) => {
+            // A write or fsync error must end the run (it is never retried on the descriptor);
+            // so must a re-created topic (nothing of it may be committed).
+            Err(e @ (SinkError::Io { .. } | SinkError::TopicRecreated { .. })) => {
                 tracing::error!(connector = %state.connector, error = %e, "could not make revoked partitions durable; the run ends and the next owner re-reads from the last commit");
                 state.failed.get_or_insert(e);
             }
@@ -436,15 +444,10 @@ impl<'a> Sink<'a> {
                 .map_err(SinkError::Consumer)?;
         // Topic ids go into every commit, so that a topic deleted and re-created is recognised
         // even when its offsets have grown past the archive's (offsets alone would not show it).
-        for topic in &self.cfg.topics {
-            match admin::topic_id(consumer.client(), topic, Duration::from_secs(10)) {
-                Ok(Some(id)) => {
-                    lock(&state).topic_ids.insert(topic.clone(), id);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(connector = %name, topic, %error, "cannot read the topic's id; a re-created topic is then recognised only when its offsets go backwards")
-                }
+        match admin::topic_ids(consumer.client(), &self.cfg.topics, Duration::from_secs(10)) {
+            Ok(ids) => lock(&state).topic_ids = ids,
+            Err(error) => {
+                tracing::warn!(connector = %name, %error, "cannot read the topics' ids; a re-created topic is then recognised only when its offsets go backwards")
             }
         }
         // Put right what an earlier run left, including partitions this daemon may never be
@@ -525,7 +528,13 @@ impl<'a> Sink<'a> {
                 match commit_partitions(&consumer, &mut st, None) {
                     Ok(()) => {}
                     // A failed fsync is never retried on the same descriptor (ARCHITECTURE.md).
-                    Err(e @ (SinkError::Io { .. } | SinkError::Uncommitted { .. })) => break Err(e),
+                    Err(
+                        e @ (SinkError::Io { .. }
+                        | SinkError::Uncommitted { .. }
+                        | SinkError::TopicRecreated { .. }),
+                    ) => {
+                        break Err(e);
+                    }
                     Err(e) => tracing::warn!(connector = %name, error = %e, "commit failed; will retry"),
                 }
 
@@ -537,7 +546,10 @@ impl<'a> Sink<'a> {
         // finding nothing new).
         {
             let mut st = lock(&state);
-            if matches!(result, Err(SinkError::Io { .. } | SinkError::Uncommitted { .. })) {
+            if matches!(
+                result,
+                Err(SinkError::Io { .. } | SinkError::Uncommitted { .. } | SinkError::TopicRecreated { .. })
+            ) {
                 // Nothing written by this run after its last commit may be committed now (not
                 // here, not in the revocation on leaving): the restart rewrites it from Kafka.
                 st.writers.clear();
@@ -828,6 +840,9 @@ fn reconcile<C: ConsumerContext>(
         // deleted records before they were archived (counted; librdkafka would otherwise reset
         // to `start_at`, which for "latest" skips everything retained).
         let mut resume = authority.as_ref().map_or(-1, |c| c.offset);
+        // A re-created topic: its files are still reconciled (an uncommitted tail may hold records
+        // of the new topic), but nothing more is written to them.
+        let mut stall = false;
         if let Some(c) = &authority {
             match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)) {
                 Ok((_, high)) if c.offset > high => {
@@ -839,9 +854,7 @@ fn reconcile<C: ConsumerContext>(
                          move {}/{topic} aside and reset the group's offsets to archive the new topic",
                         st.sink_dir.display()
                     );
-                    st.stalled.insert((topic.clone(), partition));
-                    st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
-                    continue;
+                    stall = true;
                 }
                 Ok((low, _)) if c.offset < low => {
                     tracing::warn!(
@@ -865,7 +878,7 @@ fn reconcile<C: ConsumerContext>(
         }
         // Offsets that went back are the older check; a changed id also catches a re-created
         // topic whose offsets grew past the archive's.
-        if let Some(c) = &authority
+        if let Some(c) = authority.as_ref().filter(|_| !stall)
             && let (Some(then), Some(now)) = (c.meta.tid.as_ref(), st.topic_ids.get(&topic))
             && then != now
         {
@@ -876,14 +889,16 @@ fn reconcile<C: ConsumerContext>(
                  archive the new topic",
                 st.sink_dir.display()
             );
+            stall = true;
+        }
+        if stall {
             st.stalled.insert((topic.clone(), partition));
             st.stats.stalled_partitions.store(st.stalled.len() as u64, Ordering::Relaxed);
-            continue;
         }
         if let Some(sf) = st.single.as_mut() {
             // The file itself was reconciled at start-up and is committed whenever partitions
             // join (see `assign_positions`): a partition only needs its resume offset.
-            if !assigned {
+            if !assigned || stall {
                 continue;
             }
             let committed = authority.as_ref().map_or(-1, |c| c.offset);
@@ -902,7 +917,10 @@ fn reconcile<C: ConsumerContext>(
         .map_err(|source| SinkError::Io { path: st.sink_dir.join(&topic), source })?;
         writer.file_mode = st.file_mode;
         writer.next = resume;
-        tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, "partition reconciled");
+        tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, stall, "partition reconciled");
+        if stall {
+            continue;
+        }
         if assigned {
             st.writers.insert((topic, partition), writer);
         }
@@ -967,6 +985,25 @@ fn send_commit<C: ConsumerContext>(
 ) -> Result<Vec<(String, i32, Committed)>, SinkError> {
     if commits.is_empty() {
         return Ok(commits);
+    }
+    // Before anything is committed: has a topic been re-created under the records being committed?
+    // (Kafka keeps a consumer's position across a deletion: records of the new topic can arrive at
+    // offsets that simply continue the old ones.) A failed look is not a reason to stop.
+    let mut topics: Vec<String> = commits.iter().map(|(t, _, _)| t.clone()).collect();
+    topics.sort();
+    topics.dedup();
+    topics.retain(|t| st.topic_ids.contains_key(t));
+    match admin::topic_ids(consumer.client(), &topics, Duration::from_secs(5)) {
+        Ok(now) => {
+            for (topic, id) in now {
+                if let Some(then) = st.topic_ids.get(&topic).filter(|then| **then != id) {
+                    return Err(SinkError::TopicRecreated { topic, then: then.clone(), now: id });
+                }
+            }
+        }
+        Err(error) => {
+            tracing::debug!(connector = %st.connector, %error, "cannot check the topics' ids before committing")
+        }
     }
     let mut tpl = TopicPartitionList::new();
     let mut sent = Vec::new();

@@ -83,3 +83,36 @@ fn a_recreated_topic_that_grew_past_the_archive_is_told_by_its_id() {
     assert_eq!(code, 503, "a stalled partition is reported: {health}");
     assert!(d.stop().success());
 }
+
+/// Issue 13: a topic deleted and re-created while the sink is running, and written past the
+/// archived offset: the new history must never be appended to the old one's files.
+#[test]
+fn a_topic_recreated_while_the_sink_runs_never_mixes_into_the_archive() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("recreated-live");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let first = records("first", 0, 10);
+    kafka::produce_all(&bootstrap, &topic, 0, &first);
+    let mut d = Daemon::new(&bootstrap, "recreate-live-host");
+    d.sink(&support::unique("recreate-live-archive"), &[&topic], "commit_interval = \"300ms\"\n");
+    d.start();
+    assert_eq!(d.wait_archived(&topic, 10, WAIT), first);
+    kafka::delete_topic(&bootstrap, &topic);
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    kafka::produce_all(&bootstrap, &topic, 0, &records("second", 0, 25));
+    support::wait_for("the partition stalled", WAIT, || {
+        let (code, health) = d.http_get("/health");
+        (code == 503 && health.contains("stalled")).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let archived = d.archived(&topic);
+    assert_eq!(archived, first, "the archive keeps the first history only");
+    assert!(d.stop().success());
+    // And after a restart, still stalled, still untouched.
+    d.start();
+    d.wait_log("topic id changed", WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.archived(&topic), first);
+    assert!(d.stop().success());
+}
