@@ -403,4 +403,24 @@ mod tests {
         .expect("poll");
         assert_eq!(seen, vec![Some(b"one".to_vec()), Some(b"two".to_vec()), Some(b"three".to_vec())]);
     }
+
+    /// Issue 14 finding 7: a CRLF line of exactly `max_line` bytes whose `\n` arrives in a later
+    /// read was classed as over-long when its `\r` arrived alone (and lost under `skip`).
+    #[test]
+    fn a_crlf_line_of_exactly_max_line_bytes_split_before_its_newline_is_not_over_long() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789\r").expect("write");
+        let mut r = Reader::new(File::open(&path).expect("open"), 0, 10, LongLinePolicy::Skip);
+        let mut seen = Vec::new();
+        let mut collect = |l: Line<'_>| {
+            seen.push((l.payload.map(<[u8]>::to_vec), l.start, l.end));
+            Flow::Continue
+        };
+        r.poll(usize::MAX, &mut collect).expect("poll");
+        std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"\nok\n").expect("append");
+        r.poll(usize::MAX, &mut collect).expect("poll");
+        assert_eq!(seen, vec![(Some(b"0123456789".to_vec()), 0, 12), (Some(b"ok".to_vec()), 12, 15)]);
+        assert_eq!(r.stats.skipped, 0);
+    }
 }

@@ -50,3 +50,40 @@ fn start_at_end_is_not_applied_again_after_a_crash_at_least_once() {
 fn start_at_end_is_not_applied_again_after_a_crash_exactly_once() {
     start_at_end_is_not_applied_again_after_a_crash(true);
 }
+
+/// Issue 14 finding 4: an exactly-once transaction that holds only dead letters (every line was
+/// over-long and skipped) was never committed — only lines counted — so it timed out, the
+/// producer was fenced and the connector restarted in a loop; nothing reached the dead-letter
+/// topic (read_committed). It must commit like any other, and a restart must not resend.
+#[test]
+fn an_exactly_once_transaction_of_dead_letters_only_is_committed() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("only-dead-letters");
+    let dlq = support::unique("only-dead-letters-dlq");
+    let mut d = Daemon::new(&bootstrap, &support::unique("dead-letters-host"));
+    d.source_with(
+        "dead-letters-only",
+        &topic,
+        1,
+        &format!(
+            "exactly_once = true\ntransaction_interval = \"200ms\"\nmax_line_bytes = 16\nlong_lines = \"skip\"\n\
+             dead_letter_topic = \"{dlq}\"\n"
+        ),
+    );
+    let long: Vec<String> = (0..5).map(|i| format!("{i}{}", "x".repeat(40))).collect();
+    append(&d.logs.join("app.log"), &long);
+    d.start();
+    let letters = support::wait_for("5 committed dead letters", WAIT, || {
+        let letters = kafka::read_with_headers(&bootstrap, &dlq);
+        (letters.len() >= 5).then_some(letters)
+    });
+    assert_eq!(letters.len(), 5);
+    assert!(d.stop().success());
+    d.start();
+    d.wait_log("following file", WAIT);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(kafka::read_with_headers(&bootstrap, &dlq).len(), 5, "nothing sent again after a restart");
+    assert!(!d.log().contains("fenced"), "no fenced producer:\n{}", d.log());
+    assert!(d.stop().success());
+}
