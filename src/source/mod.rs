@@ -325,8 +325,20 @@ fn identify(
 /// Exactly-once mode: the open transaction.
 struct Txn {
     open: bool,
+    /// What the transaction moves positions past: lines sent, dead letters sent and over-long
+    /// lines skipped. Any of them is a reason to commit (a transaction of dead letters only,
+    /// or of skipped lines only, must commit too, or it times out and the producer is fenced).
     lines: u64,
     since: Instant,
+}
+
+impl SourceStats {
+    /// Everything that moves a file position: lines sent, dead letters, skipped over-long lines.
+    fn progress(&self) -> u64 {
+        self.lines_sent.load(Ordering::Relaxed)
+            + self.dead_lettered.load(Ordering::Relaxed)
+            + self.long_lines_skipped.load(Ordering::Relaxed)
+    }
 }
 
 impl<'a> Source<'a> {
@@ -523,12 +535,12 @@ impl<'a> Source<'a> {
                 producer.begin_transaction().map_err(SourceError::Transaction)?;
                 txn = Txn { open: true, lines: 0, since: Instant::now() };
             }
-            let sent_before = self.stats.lines_sent.load(Ordering::Relaxed);
+            let progress_before = self.stats.progress();
             self.settle_identities(&mut files, &truncations);
             for t in files.values_mut() {
                 self.pump(&producer, t, &mut truncations)?;
             }
-            txn.lines += self.stats.lines_sent.load(Ordering::Relaxed) - sent_before;
+            txn.lines += self.stats.progress() - progress_before;
 
             // Wait for something to do: a filesystem event, an ack, or the poll tick (which also
             // catches growth that produced no event).

@@ -244,7 +244,12 @@ impl Reader {
                     }
                     self.consumed += nl + 1;
                 }
-                None if rest.len() > self.max_line || (self.discarding && !rest.is_empty()) => {
+                // (A trailing `\r` may be the first half of a CRLF: a line of exactly `max_line`
+                // bytes whose `\n` has not arrived yet is not over-long.)
+                None if (rest.len() > self.max_line
+                    && !(rest.len() == self.max_line + 1 && rest.last() == Some(&b'\r')))
+                    || (self.discarding && !rest.is_empty()) =>
+                {
                     if self.discarding {
                         let end = start + rest.len() as u64;
                         if f(Line { payload: None, start, end, dead_letter: None }) == Flow::Stop {
