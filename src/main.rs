@@ -1,16 +1,25 @@
 //! The `macklake` command line. Parsing and printing only; the work is in the library.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use macklake::cluster::{self, Member, Mode, Progress, UpOptions, UpOutcome};
 
 #[derive(Parser)]
-#[command(name = "macklake", version, about = "Moves lines between local files and Apache Kafka")]
+#[command(
+    name = "macklake",
+    version,
+    about = "Moves lines between local files and Apache Kafka",
+    long_about = "Moves lines between local files and Apache Kafka, Kafka Connect style: file-source \
+                  connectors follow log files (globs, growth, rotation) into topics, file-sink connectors \
+                  archive topics into rotating local files, committing offsets only after the data is on \
+                  disk. Connectors are drop-in files; `macklake cluster` deploys a local Kafka cluster."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +66,20 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+    /// Print a shell completion script, generated from these very options
+    /// (bash: `macklake completions bash > /etc/bash_completion.d/macklake`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout (`macklake man | man -l -`), or with --out-dir write
+    /// macklake.1 and one page per subcommand (macklake-run.1, ...) into a directory.
+    Man {
+        /// Write every page into this directory instead of printing macklake.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -136,9 +159,44 @@ enum ClusterCommand {
     },
 }
 
+/// The git commit the binary was built from (build.rs; "unknown" outside a git checkout).
+const GIT_COMMIT: &str = env!("MACKLAKE_GIT_COMMIT");
+
+/// What `--version` and the man page say: our version, the commit, and the librdkafka actually
+/// linked in (a bug report needs all three; librdkafka's is only known at run time).
+fn version_text() -> String {
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    format!("{} (commit {GIT_COMMIT}, librdkafka {librdkafka})", env!("CARGO_PKG_VERSION"))
+}
+
+/// The clap definition with the run-time version text; the parser, the man page and the
+/// completions all come from it, so they cannot drift apart.
+fn cli_command() -> clap::Command {
+    // clap keeps versions as `&'static str` (without its "string" feature); this runs once per
+    // process, so leaking the one short string is the simple way to give it one.
+    let version: &'static str = Box::leak(version_text().into_boxed_str());
+    Cli::command()
+        .version(version)
+        .long_version(version)
+        .long_about(
+            "Moves lines between local files and Apache Kafka, Kafka Connect style: file-source connectors \
+             follow log files (globs, growth, rotation) into topics, file-sink connectors archive topics \
+             into rotating local files, committing offsets only after the data is on disk. Connectors \
+             are drop-in files; `macklake cluster` deploys a local Kafka cluster.",
+        )
+        .after_long_help(
+        "Files: /etc/macklake/macklake.toml (daemon config), /etc/macklake/connectors.d/ (connector files), \
+         /var/lib/macklake (checkpoints, commit caches, archives). See `macklake man`.",
+    )
+}
+
 fn main() -> ExitCode {
     macklake::failpoints::setup();
-    let cli = Cli::parse();
+    let matches = cli_command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -151,6 +209,25 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Cluster { command } => run_cluster(command),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut cli_command(), "macklake", &mut out);
+            out.flush().context("writing the completion script to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            let mut out = std::io::stdout().lock();
+            render_man(cli_command(), &mut out)
+                .and_then(|()| out.flush())
+                .context("writing the manual page to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            for path in write_man_pages(&dir)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { config } => {
             let config = macklake::config::DaemonConfig::load(&config)?;
             macklake::daemon::init_logging(&config);
@@ -211,6 +288,71 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Sections clap does not know about, appended to the top-level page (roff).
+const MAN_FILES: &str = r#".SH FILES
+.TP
+\fI/etc/macklake/macklake.toml\fR
+The daemon config (\fBmacklake run \-\-config\fR). Relative paths in it are taken relative to it.
+.TP
+\fI/etc/macklake/connectors.d/\fR
+Every *.toml file in it is one connector (file\-source or file\-sink), and so is every Kafka
+Connect .properties or .json connector file. Changes are applied without a restart (or on SIGHUP).
+.TP
+\fI/var/lib/macklake/\fR
+Source checkpoints and sink commit caches (state_dir), and usually the sinks' archives.
+.SH ENVIRONMENT
+.TP
+\fBMACKLAKE_CONFIG\fR
+The daemon config, instead of \-\-config.
+.TP
+\fBMACKLAKE_LOG\fR
+A tracing filter that overrides [log] level (e.g. info,macklake=debug).
+.TP
+\fBMACKLAKE_CLUSTER_DIR\fR
+The directory of \fBmacklake cluster\fR.
+.SH SIGNALS
+SIGTERM and SIGINT drain every connector and exit 0; SIGHUP reloads the connector files.
+.SH SEE ALSO
+\fBsystemctl\fR(1), \fBsystemd.service\fR(5); the README in the source tree.
+"#;
+
+/// The top-level page: clap_mangen's sections, then FILES, ENVIRONMENT, SIGNALS and SEE ALSO (in
+/// place of the `--help` footer, which clap_mangen would print under a heading "EXTRA").
+fn render_man(cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+    let cmd = cmd.disable_help_subcommand(true).after_long_help(None::<&str>);
+    clap_mangen::Man::new(cmd).render(out)?;
+    out.write_all(MAN_FILES.as_bytes())
+}
+
+/// macklake.1 and a page per subcommand (macklake-run.1, macklake-cluster-up.1, ...) into `dir`.
+fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = cli_command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    let top = dir.join("macklake.1");
+    let mut file = std::fs::File::create(&top).with_context(|| format!("creating {}", top.display()))?;
+    render_man(cmd.clone(), &mut file)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", top.display()))?;
+    written.push(top);
+    // Subcommands get clap_mangen's plain pages; their names come from the built command
+    // (macklake-cluster-up), so each page says how it is invoked.
+    fn subcommand_pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            subcommand_pages(sub, dir, written)?;
+            let page = clap_mangen::Man::new(sub.clone());
+            let path = page
+                .generate_to(dir)
+                .with_context(|| format!("writing {}", dir.join(page.get_filename()).display()))?;
+            written.push(path);
+        }
+        Ok(())
+    }
+    subcommand_pages(&cmd, dir, &mut written)?;
+    Ok(written)
 }
 
 fn print_daemon_status(status: &serde_json::Value) {
