@@ -423,7 +423,12 @@ mod tests {
             Flow::Continue
         };
         r.poll(usize::MAX, &mut collect).expect("poll");
-        std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"\nok\n").expect("append");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open")
+            .write_all(b"\nok\n")
+            .expect("append");
         r.poll(usize::MAX, &mut collect).expect("poll");
         assert_eq!(seen, vec![(Some(b"0123456789".to_vec()), 0, 12), (Some(b"ok".to_vec()), 12, 15)]);
         assert_eq!(r.stats.skipped, 0);
