@@ -74,6 +74,7 @@ fn an_exactly_once_transaction_of_dead_letters_only_is_committed() {
     let long: Vec<String> = (0..5).map(|i| format!("{i}{}", "x".repeat(40))).collect();
     append(&d.logs.join("app.log"), &long);
     d.start();
+    support::wait_for("the dead-letter topic", WAIT, || kafka::topic_exists(&bootstrap, &dlq).then_some(()));
     let letters = support::wait_for("5 committed dead letters", WAIT, || {
         let letters = kafka::read_with_headers(&bootstrap, &dlq);
         (letters.len() >= 5).then_some(letters)

@@ -26,6 +26,16 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, replication: 
     }
 }
 
+/// Whether `topic` exists with at least one partition (false while it does not yet).
+pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map(|md| md.topics().first().is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()))
+        .unwrap_or(false)
+}
+
 /// Replica broker ids of each partition of `topic`.
 pub fn replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
     let consumer: BaseConsumer =
@@ -120,6 +130,7 @@ pub fn read_with_headers(
         .set("bootstrap.servers", bootstrap)
         .set("group.id", super::unique("test-reader"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .create()
         .expect("consumer");
     let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(20)).expect("watermarks");
@@ -128,8 +139,21 @@ pub fn read_with_headers(
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while (out.len() as i64) < high {
-        assert!(std::time::Instant::now() < deadline, "reading {topic}: stuck at {} of {high}", out.len());
+    // As in `read_partition`: transaction markers are never delivered, so the position says when
+    // the end is reached.
+    let position = |c: &BaseConsumer| -> i64 {
+        let Ok(list) = c.position() else { return 0 };
+        match list.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        }
+    };
+    while position(&consumer) < high {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic}: stuck at {} of {high}",
+            position(&consumer)
+        );
         if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
             let msg = msg.expect("consume");
             let mut headers = std::collections::HashMap::new();
