@@ -71,9 +71,15 @@ fn an_exactly_once_transaction_of_dead_letters_only_is_committed() {
              dead_letter_topic = \"{dlq}\"\n"
         ),
     );
-    let long: Vec<String> = (0..5).map(|i| format!("{i}{}", "x".repeat(40))).collect();
-    append(&d.logs.join("app.log"), &long);
+    // Started first, so that the over-long lines come after the first start's own transaction.
+    let log = d.logs.join("app.log");
+    append(&log, &["short".to_string()]);
     d.start();
+    support::wait_for("the first line", WAIT, || {
+        (kafka::read_topic(&bootstrap, &topic).len() == 1).then_some(())
+    });
+    let long: Vec<String> = (0..5).map(|i| format!("{i}{}", "x".repeat(40))).collect();
+    append(&log, &long);
     support::wait_for("the dead-letter topic", WAIT, || kafka::topic_exists(&bootstrap, &dlq).then_some(()));
     let letters = support::wait_for("5 committed dead letters", WAIT, || {
         let letters = kafka::read_with_headers(&bootstrap, &dlq);
