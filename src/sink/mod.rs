@@ -610,6 +610,32 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
+    /// The first record of a partition nothing was ever committed for: commit its offset with an
+    /// empty file first, so that after a crash before the next commit the file this run starts
+    /// is known as this writer's (truncated back, not set aside as a file of unknown origin).
+    fn commit_first_position(
+        &self,
+        consumer: &BaseConsumer<SinkContext>,
+        st: &mut State,
+        key: &(String, i32),
+        offset: i64,
+    ) -> Result<(), SinkError> {
+        match st.single.as_mut() {
+            Some(sf) => {
+                if let Some(part) = sf.parts.get_mut(key) {
+                    part.next = offset;
+                }
+                commit_single(consumer, st)
+            }
+            None => {
+                if let Some(w) = st.writers.get_mut(key) {
+                    w.next = offset;
+                }
+                commit_partitions(consumer, st, Some(std::slice::from_ref(key)))
+            }
+        }
+    }
+
     /// Partitions that have an active file in this sink's directory (from an earlier run).
     fn local_partitions(&self) -> Vec<(String, i32)> {
         let mut found = Vec::new();
@@ -700,6 +726,9 @@ impl<'a> Sink<'a> {
             // Offsets with no record: transaction markers, compaction, or retention deleted them
             // before they were read. Only the last is a loss; all are counted.
             st.stats.offsets_skipped.fetch_add((offset - next) as u64, Ordering::Relaxed);
+        }
+        if next < 0 {
+            self.commit_first_position(consumer, st, &key, offset)?;
         }
         // In `lines` a null value has no representation (an empty line would be an empty value);
         // in `json` it is `"value": null`.
