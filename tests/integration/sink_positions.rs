@@ -95,9 +95,16 @@ fn a_topic_recreated_while_the_sink_runs_never_mixes_into_the_archive() {
     let first = records("first", 0, 10);
     kafka::produce_all(&bootstrap, &topic, 0, &first);
     let mut d = Daemon::new(&bootstrap, "recreate-live-host");
-    d.sink(&support::unique("recreate-live-archive"), &[&topic], "commit_interval = \"300ms\"\n");
+    let sink = support::unique("recreate-live-archive");
+    d.sink(&sink, &[&topic], "commit_interval = \"300ms\"\n");
     d.start();
     assert_eq!(d.wait_archived(&topic, 10, WAIT), first);
+    // Deleted once the first history is committed: records in the file but not yet committed
+    // when their topic is deleted cannot be told from the new topic's, and are dropped with them.
+    support::wait_for("the first history committed", WAIT, || {
+        let offsets = d.get_json(&format!("/connectors/{sink}/offsets"));
+        (offsets["offsets"][0]["offset"]["kafka_offset"] == 10).then_some(())
+    });
     kafka::delete_topic(&bootstrap, &topic);
     kafka::create_topic(&bootstrap, &topic, 1, 3);
     kafka::produce_all(&bootstrap, &topic, 0, &records("second", 0, 25));
