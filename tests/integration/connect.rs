@@ -488,6 +488,11 @@ fn rest_answers_match_a_live_connect_worker_with_the_same_connector_files() {
         (kafka::read_topic(&bootstrap, &topic).len() >= 4).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
+    // The sink's offsets are listed once it has committed (its first commit_interval).
+    support::wait_for("macklake's sink to commit", Duration::from_secs(30), || {
+        let (_, body) = d.http_get(&format!("/connectors/{sink}/offsets"));
+        body.contains("kafka_offset").then_some(())
+    });
     let connect: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let paths = [
         "/".to_string(),
