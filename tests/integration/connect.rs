@@ -479,13 +479,21 @@ fn rest_answers_match_a_live_connect_worker_with_the_same_connector_files() {
     let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
     let port = 18185;
     let _worker = ConnectWorker::start(&d.root.path().join("connect"), port, &refs);
-    // macklake with the same files, writing its sink to its own file.
+    // macklake with the same files, writing its sink to its own file, and through a topic of its
+    // own: both sinks are in the group `connect-NAME`, and on one shared partition only one of the
+    // two would be assigned it (the other would rightly list no offsets).
+    let ours = format!("{topic}-macklake");
+    kafka::create_topic(&bootstrap, &ours, 1, 3);
     for (name, text) in &files {
-        d.connector(name, &text.replace("out.txt", "out-macklake.txt"));
+        let text = text
+            .replace("out.txt", "out-macklake.txt")
+            .replace(&format!("={topic}\n"), &format!("={ours}\n"));
+        d.connector(name, &text);
     }
     d.start();
-    support::wait_for("macklake's copy in the topic", Duration::from_secs(60), || {
-        (kafka::read_topic(&bootstrap, &topic).len() >= 4).then_some(())
+    support::wait_for("both copies in their topics", Duration::from_secs(60), || {
+        (kafka::read_topic(&bootstrap, &topic).len() >= 2 && kafka::read_topic(&bootstrap, &ours).len() >= 2)
+            .then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
     // The sink's offsets are listed once it has committed (its first commit_interval).
