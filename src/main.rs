@@ -62,6 +62,9 @@ enum Command {
         /// The Connect worker's offsets file.
         offsets_file: PathBuf,
     },
+    /// Print the configuration reference (Markdown): every key of the daemon config and of each
+    /// connector kind with its type and default, and how Kafka Connect files map (docs/configuration.md).
+    ConfigReference,
     /// Deploy and operate a local, replicated Apache Kafka cluster (for the demo, tests, development).
     Cluster {
         #[command(subcommand)]
@@ -209,6 +212,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Cluster { command } => run_cluster(command),
+        Command::ConfigReference => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(macklake::config::reference::markdown().as_bytes())
+                .and_then(|()| out.flush())
+                .context("writing the configuration reference to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(shell, &mut cli_command(), "macklake", &mut out);

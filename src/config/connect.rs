@@ -43,8 +43,8 @@ const RAW_CONVERTERS: &[&str] = &[
 ];
 
 /// Keys a FileStream connector file may carry (Connect's framework keys included); any other key
-/// is an error with a "did you mean".
-const KNOWN: &[&str] = &[
+/// is an error with a "did you mean" (docs/configuration.md documents each: `reference::CONNECT`).
+pub const KNOWN: &[&str] = &[
     "name",
     "connector.class",
     "tasks.max",
@@ -188,6 +188,9 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         if key.starts_with("transforms.") || key.starts_with("predicates.") {
             continue; // reported with `transforms` itself
         }
+        if key.starts_with(TOPIC_CREATION) {
+            continue; // read by `topic_creation`
+        }
         let hint =
             super::did_you_mean(key, KNOWN).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
         return Err(raw.err(key, format!("unknown key for a FileStream connector{hint}")));
@@ -262,7 +265,9 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         validate_topic(topic).map_err(|m| raw.err("topic", m))?;
         table.insert("kind".into(), "file-source".into());
         table.insert("paths".into(), toml::Value::Array(vec![file.into()]));
-        table.insert("topic".into(), topic.into());
+        let mut spec = topic_creation(&raw)?;
+        spec.insert("name".into(), topic.into());
+        table.insert("topic".into(), toml::Value::Table(spec));
         // Connect's FileStreamSource sends null keys and starts a file it has no offset for at
         // its beginning.
         table.insert("key".into(), "none".into());
@@ -273,6 +278,12 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         })?;
         ConnectorKind::Source(c)
     } else {
+        if let Some(key) = raw.entries.keys().find(|k| k.starts_with(TOPIC_CREATION)) {
+            return Err(raw.err(
+                key,
+                "topic creation settings apply to source connectors only (a sink never creates topics)",
+            ));
+        }
         if raw.get("topics.regex").is_some() {
             return Err(raw.err("topics.regex", "not supported: list the topics in `topics`"));
         }
@@ -324,6 +335,55 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         kafka,
         origin: Origin::Connect { class: class.to_string(), config },
     })
+}
+
+/// Connect's topic creation settings (KIP-158), for the topic a source creates if it is missing.
+pub const TOPIC_CREATION: &str = "topic.creation.";
+
+/// A FileStreamSource's `topic.creation.default.*` as a `[topic]` table (without its name):
+/// `partitions` and `replication.factor` (-1: the broker's default), anything else a topic config.
+/// Groups (`topic.creation.groups`, `topic.creation.<group>.*`) select by regex among the topics a
+/// connector writes; a FileStreamSource writes one, so they are refused rather than guessed.
+fn topic_creation(raw: &Raw) -> Result<toml::Table, ConfigError> {
+    let mut spec = toml::Table::new();
+    let mut config = toml::Table::new();
+    // Groups are reported at `topic.creation.groups` itself when given, not at a group's key.
+    let groups = format!("{TOPIC_CREATION}groups");
+    let keys =
+        raw.entries.keys().filter(|k| **k == groups).chain(raw.entries.keys().filter(|k| **k != groups));
+    for key in keys {
+        let entry = &raw.entries[key];
+        let Some(rest) = key.strip_prefix(TOPIC_CREATION) else { continue };
+        let Some(setting) = rest.strip_prefix("default.") else {
+            return Err(raw.err(
+                key,
+                "topic creation groups are not supported: a FileStreamSource writes one topic; \
+                 put its settings in topic.creation.default.*",
+            ));
+        };
+        let value = entry.value.trim();
+        match setting {
+            "partitions" | "replication.factor" => {
+                let n: i32 = value.parse().map_err(|_| raw.err(key, format!("`{value}` is not a number")))?;
+                if n == 0 || n < -1 {
+                    return Err(
+                        raw.err(key, format!("`{value}`: a positive number, or -1 for the broker's default"))
+                    );
+                }
+                if n > 0 {
+                    let name = if setting == "partitions" { "partitions" } else { "replication_factor" };
+                    spec.insert(name.into(), i64::from(n).into());
+                }
+            }
+            _ => {
+                config.insert(setting.to_string(), value.into());
+            }
+        }
+    }
+    if !config.is_empty() {
+        spec.insert("config".into(), toml::Value::Table(config));
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -383,6 +443,34 @@ mod tests {
         );
         let err = props("name=x\nconnector.class=JdbcSink\nfile=/tmp/o\ntopics=t\n").expect_err("class");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn topic_creation_defaults_become_the_topic_settings_and_groups_are_refused() {
+        let head = "name=s\nconnector.class=FileStreamSource\nfile=/var/log/a.log\ntopic=t\n";
+        let c = props(&format!(
+            "{head}topic.creation.default.replication.factor=3\ntopic.creation.default.partitions=6\n\
+             topic.creation.default.cleanup.policy=delete\ntopic.creation.default.retention.ms=86400000\n"
+        ))
+        .expect("valid");
+        let ConnectorKind::Source(s) = &c.kind else { panic!("a source") };
+        assert_eq!(
+            (s.topic.name.as_str(), s.topic.partitions, s.topic.replication_factor),
+            ("t", Some(6), Some(3))
+        );
+        assert_eq!(s.topic.config.get("retention.ms").map(String::as_str), Some("86400000"));
+        assert_eq!(s.topic.config.get("cleanup.policy").map(String::as_str), Some("delete"));
+        let c = props(&format!("{head}topic.creation.default.partitions=-1\n")).expect("broker default");
+        let ConnectorKind::Source(s) = &c.kind else { panic!("a source") };
+        assert_eq!(s.topic.partitions, None);
+        let err =
+            props(&format!("{head}topic.creation.groups=compacted\ntopic.creation.compacted.include=t\n"))
+                .expect_err("groups");
+        assert_eq!(err.line, Some(5));
+        assert!(err.message.contains("groups are not supported"), "{err}");
+        let err = props("name=k\nconnector.class=FileStreamSink\nfile=/tmp/o\ntopics=t\ntopic.creation.default.partitions=3\n")
+            .expect_err("sink");
+        assert!(err.message.contains("source connectors only"), "{err}");
     }
 
     #[test]

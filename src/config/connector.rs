@@ -123,6 +123,10 @@ pub struct SourceConfig {
     /// schema, as a Connect worker with schemas enabled would have written it.
     #[serde(default)]
     pub value_format: ValueFormat,
+    /// Add the header `macklake.host` (the daemon id) to every record, so that two hosts' files
+    /// with the same path can be told apart downstream. Off: the record shape stays Connect's.
+    #[serde(default)]
+    pub host_header: bool,
     #[serde(default, rename = "kind")]
     _kind: String,
     #[serde(default, rename = "name")]

@@ -11,7 +11,11 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 #[derive(Debug, Clone)]
 pub struct Discovery {
     include: GlobSet,
+    /// `exclude` patterns with a `/`: matched against the whole path.
     exclude: GlobSet,
+    /// `exclude` patterns without a `/` (`"*.gz"`): matched against the file name, as in
+    /// .gitignore; against the whole absolute path they could never match.
+    exclude_names: GlobSet,
     /// Directories to list and watch, with how deep below them a match can be (`None`: any depth).
     roots: Vec<(PathBuf, Option<usize>)>,
     follow_symlinks: bool,
@@ -57,11 +61,21 @@ impl Discovery {
             let depth = if rest.iter().any(|r| r.contains("**")) { None } else { Some(rest.len()) };
             roots.push((root, depth));
         }
-        let mut ex = GlobSetBuilder::new();
+        let (mut ex, mut ex_names) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for e in exclude {
-            ex.add(glob(e)?);
+            if e.contains('/') {
+                ex.add(glob(e)?)
+            } else {
+                ex_names.add(glob(e)?)
+            };
         }
-        Ok(Discovery { include: include.build()?, exclude: ex.build()?, roots, follow_symlinks: false })
+        Ok(Discovery {
+            include: include.build()?,
+            exclude: ex.build()?,
+            exclude_names: ex_names.build()?,
+            roots,
+            follow_symlinks: false,
+        })
     }
 
     /// Also select symlinks that lead to regular files (off by default: a symlink planted in a
@@ -78,7 +92,9 @@ impl Discovery {
 
     /// True if `path` is selected by the patterns (whatever kind of file it is).
     pub fn matches(&self, path: &Path) -> bool {
-        self.include.is_match(path) && !self.exclude.is_match(path)
+        self.include.is_match(path)
+            && !self.exclude.is_match(path)
+            && !path.file_name().is_some_and(|name| self.exclude_names.is_match(name))
     }
 
     /// Lists the roots and returns every selected regular file (not following symlinks).
@@ -187,6 +203,14 @@ mod tests {
         );
         let following = Discovery::new(&[d.join("*.log")], &[]).expect("valid").following_symlinks(true);
         assert!(following.scan().contains(&d.join("link.log")));
+        // A pattern without `/` is matched against the file name (it never matched an absolute path).
+        let by_name =
+            Discovery::new(&[d.join("**/*")], &["*.txt".to_string(), "old.*".to_string()]).expect("valid");
+        assert_eq!(by_name.scan(), vec![d.join("a.log"), d.join("b.log"), d.join("sub/d.log")]);
+        assert!(!by_name.matches(&d.join("sub/deeper/x.txt")), "at any depth");
+        let by_path =
+            Discovery::new(&[d.join("**/*.log")], &[format!("{}/sub/*", d.display())]).expect("valid");
+        assert_eq!(by_path.scan(), vec![d.join("a.log"), d.join("b.log"), d.join("old.log")]);
         nix::unistd::mkfifo(&d.join("fifo.log"), nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
         let refused = following.scan_reporting().refused;

@@ -15,6 +15,7 @@ pub mod claims;
 pub mod connect_offsets;
 pub mod discover;
 pub mod fingerprint;
+pub mod headers;
 pub mod positions;
 pub mod reader;
 
@@ -930,6 +931,7 @@ impl<'a> Source<'a> {
         // Per batch, not per line: a clock read and an allocation per line showed in profiles.
         let read_at = Instant::now();
         let mut offset_text = String::with_capacity(20);
+        let host = self.cfg.host_header.then_some(self.daemon_id.as_bytes());
         let mut send = |line: Line<'_>| -> Flow {
             if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
                 let seq = acks.next_seq;
@@ -944,7 +946,7 @@ impl<'a> Source<'a> {
                 let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, token)
                     .payload(dl.head)
                     .key(path_bytes)
-                    .headers(headers);
+                    .headers(headers::with_host(headers, host));
                 return match producer.send(record) {
                     Ok(()) => {
                         acks.push(line.end, None, read_at);
@@ -980,9 +982,7 @@ impl<'a> Source<'a> {
             let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
             offset_text.clear();
             let _ = write!(offset_text, "{}", line.start); // writing to a String cannot fail
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
-                .insert(Header { key: HEADER_OFFSET, value: Some(offset_text.as_bytes()) });
+            let headers = headers::line(path_bytes, offset_text.as_bytes(), host);
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, token)
                 .payload(payload)
                 .headers(headers);

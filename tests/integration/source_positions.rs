@@ -94,3 +94,45 @@ fn an_exactly_once_transaction_of_dead_letters_only_is_committed() {
     assert!(!d.log().contains("fenced"), "no fenced producer:\n{}", d.log());
     assert!(d.stop().success());
 }
+
+/// Issue 21: with `host_header = true` every record carries `macklake.host` = the daemon id, so
+/// that two hosts' files with the same path can be told apart downstream; without it, no such
+/// header (the record shape stays Connect's).
+fn host_header(on: bool) {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("host-header");
+    let host = support::unique("host-header-host");
+    let mut d = Daemon::new(&bootstrap, &host);
+    let extra = if on { "host_header = true\n" } else { "" };
+    d.source_with("host-header", &topic, 1, extra);
+    let lines: Vec<String> = (0..3).map(|i| format!("line {i}")).collect();
+    append(&d.logs.join("app.log"), &lines);
+    d.start();
+    support::wait_for("the topic", WAIT, || kafka::topic_exists(&bootstrap, &topic).then_some(()));
+    let records = support::wait_for("the three lines", WAIT, || {
+        let records = kafka::read_with_headers(&bootstrap, &topic);
+        (records.len() >= lines.len()).then_some(records)
+    });
+    assert_eq!(records.len(), lines.len());
+    for (value, headers) in &records {
+        assert!(headers.contains_key("macklake.path"), "{headers:?}");
+        assert_eq!(
+            headers.get("macklake.host"),
+            on.then_some(&host),
+            "{}: {headers:?}",
+            support::text(value)
+        );
+    }
+    assert!(d.stop().success());
+}
+
+#[test]
+fn host_header_names_the_daemon_when_asked_for() {
+    host_header(true);
+}
+
+#[test]
+fn host_header_is_absent_by_default() {
+    host_header(false);
+}
