@@ -18,4 +18,5 @@ mod security;
 mod service;
 mod sink_formats;
 mod sink_positions;
+mod source_identity;
 mod source_positions;
