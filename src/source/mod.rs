@@ -193,8 +193,20 @@ struct Tracked {
     prefix: Vec<u8>,
     /// A new file not yet told apart from a copy still being written: not read until it is.
     unidentified_since: Option<Instant>,
-    /// The size seen by the last look, to re-check identity only when it changed.
+    /// The size and modification time seen by the last look, to re-check what the file holds
+    /// only when one of them changed.
     last_size: u64,
+    last_mtime: (i64, i64),
+}
+
+impl Tracked {
+    /// Whether the file has a position to save. A held copy and a new file not yet told apart
+    /// from a copy being written have none: saved at 0, either would be read whole after a
+    /// restart (every line of its original sent again). Without an entry, a restart identifies
+    /// it afresh.
+    fn positioned(&self) -> bool {
+        self.held_by.is_none() && self.unidentified_since.is_none()
+    }
 }
 
 /// Shared counters (read by status and metrics).
@@ -475,18 +487,21 @@ impl<'a> Source<'a> {
         let mut txn = Txn { open: false, lines: 0, since: Instant::now() };
         // Truncations recorded before the last stop (their copies may still turn up).
         let now_unix = crate::fsutil::unix_now();
-        let mut truncations: Vec<Truncation> = checkpoints
-            .truncated
-            .iter()
-            .map(|t| Truncation {
-                fingerprint: t.fingerprint,
-                prefix: Vec::new(),
-                position: t.position,
-                at: Instant::now()
-                    .checked_sub(Duration::from_secs(now_unix.saturating_sub(t.seen_at)))
-                    .unwrap_or_else(Instant::now),
-            })
-            .collect();
+        let mut truncations: Vec<Truncation> = Vec::new();
+        // (Oldest first, so that a duplicate from an older release keeps its newest record.)
+        for t in &checkpoints.truncated {
+            remember(
+                &mut truncations,
+                Truncation {
+                    fingerprint: t.fingerprint,
+                    prefix: Vec::new(),
+                    position: t.position,
+                    at: Instant::now()
+                        .checked_sub(Duration::from_secs(now_unix.saturating_sub(t.seen_at)))
+                        .unwrap_or_else(Instant::now),
+                },
+            );
+        }
         let first_start = !checkpoints.existed;
         let mut files: HashMap<FileId, Tracked> = HashMap::new();
         let mut scan_state = ScanState {
@@ -649,6 +664,7 @@ impl<'a> Source<'a> {
         let mut present: HashSet<FileId> = HashSet::new();
         let mut new_files: Vec<(PathBuf, FileId)> = Vec::new();
         let now_unix = crate::fsutil::unix_now();
+        checkpoints.scanned_at = now_unix;
         let scan = discovery.scan_reporting();
         // Problems are reported when they start and when they end, not at every rescan.
         let mut still: HashSet<PathBuf> = HashSet::new();
@@ -817,12 +833,15 @@ impl<'a> Source<'a> {
                 tracing::warn!(connector = %self.connector.name, path = %path.display(), "file was truncated or its inode reused; reading it from the start");
                 // What it held may turn up as a copy (copytruncate while we were down).
                 // (Its bytes are unknown now; a copy is recognised by fingerprint alone.)
-                truncations.push(Truncation {
-                    fingerprint: e.fingerprint,
-                    prefix: Vec::new(),
-                    position: e.offset,
-                    at: Instant::now(),
-                });
+                remember(
+                    truncations,
+                    Truncation {
+                        fingerprint: e.fingerprint,
+                        prefix: Vec::new(),
+                        position: e.offset,
+                        at: Instant::now(),
+                    },
+                );
                 0
             }
             None => match identify(&file, None, files, truncations) {
@@ -858,6 +877,7 @@ impl<'a> Source<'a> {
             prefix,
             unidentified_since,
             last_size: size,
+            last_mtime: mtime(&meta),
         }))
     }
 
@@ -874,14 +894,17 @@ impl<'a> Source<'a> {
         if t.unidentified_since.is_some() {
             return Ok(()); // see settle_identities
         }
-        let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-        // Truncated (it is shorter than what was read), or truncated and rewritten past that
-        // point between two looks (its first bytes changed).
+        let meta = t.reader.file().metadata().ok();
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        let modified = meta.as_ref().map_or((0, 0), mtime);
+        // Truncated (it is shorter than what was read), or rewritten in place since the last
+        // look: truncated and rewritten past that point, or overwritten with content of the same
+        // length. Looked for only when its size or modification time moved.
         let rewritten = size >= t.reader.read_position()
-            && size != t.last_size
-            && t.fingerprint.complete()
-            && !t.fingerprint.matches(t.reader.file()).unwrap_or(true);
+            && (size != t.last_size || modified != t.last_mtime)
+            && !t.reader.still_holds_what_was_read(&t.prefix).unwrap_or(true);
         t.last_size = size;
+        t.last_mtime = modified;
         if size < t.reader.read_position() || rewritten {
             // Truncated in place (copytruncate, or `> file`): what is there now is new content.
             tracing::warn!(connector = %self.connector.name, path = %t.path.display(), position = t.reader.position(), size, rewritten, "file truncated; reading it again from the start");
@@ -891,12 +914,15 @@ impl<'a> Source<'a> {
                 // claim them). Exactly-once: everything handed out, since the copy's position is
                 // committed in the same transaction as those lines, or not at all.
                 let position = if self.cfg.exactly_once { t.reader.position() } else { t.acks.acked_offset };
-                truncations.push(Truncation {
-                    fingerprint: t.fingerprint,
-                    prefix: std::mem::take(&mut t.prefix),
-                    position,
-                    at: Instant::now(),
-                });
+                remember(
+                    truncations,
+                    Truncation {
+                        fingerprint: t.fingerprint,
+                        prefix: std::mem::take(&mut t.prefix),
+                        position,
+                        at: Instant::now(),
+                    },
+                );
             }
             let file = t
                 .reader
@@ -1113,7 +1139,7 @@ impl<'a> Source<'a> {
         for t in files.values_mut() {
             let Some(orig) = t.held_by else { continue };
             let Some(tr) =
-                truncations.iter().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
+                truncations.iter().rev().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
             else {
                 continue;
             };
@@ -1155,12 +1181,15 @@ impl<'a> Source<'a> {
             if let Some(t) = files.remove(&id) {
                 // A copy of it may be held: it can now read what this one did not.
                 if t.fingerprint.len > 0 {
-                    truncations.push(Truncation {
-                        fingerprint: t.fingerprint,
-                        prefix: t.prefix.clone(),
-                        position: t.reader.position(),
-                        at: Instant::now(),
-                    });
+                    remember(
+                        truncations,
+                        Truncation {
+                            fingerprint: t.fingerprint,
+                            prefix: t.prefix.clone(),
+                            position: t.reader.position(),
+                            at: Instant::now(),
+                        },
+                    );
                 }
                 slots[t.slot] = None;
                 checkpoints.entries.insert(id, entry(&t, id));
@@ -1240,7 +1269,7 @@ impl<'a> Source<'a> {
             // The connector's first start: from now on `start_at` never applies again.
             records.push((positions::started_key(&prefix), Some(format!("{{\"at\":{now}}}").into_bytes())));
         }
-        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter().filter(|(_, t)| t.positioned()) {
             let mut e = entry(t, *id);
             e.offset = t.reader.position();
             records.push((
@@ -1252,12 +1281,7 @@ impl<'a> Source<'a> {
             ));
         }
         let forget = self.cfg.forget_after.as_secs();
-        let gone: Vec<FileId> = checkpoints
-            .entries
-            .iter()
-            .filter(|(id, e)| !files.contains_key(id) && now.saturating_sub(e.seen_at) >= forget)
-            .map(|(id, _)| *id)
-            .collect();
+        let gone = checkpoints.forgettable(now, forget, |id| files.contains_key(id));
         for id in &gone {
             records.push((positions::key(&prefix, *id), None));
         }
@@ -1319,7 +1343,7 @@ impl<'a> Source<'a> {
             checkpoints.entries.remove(&id);
         }
         checkpoints.truncated = current;
-        for (id, t) in files.iter_mut().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter_mut().filter(|(_, t)| t.positioned()) {
             t.committed = t.reader.position();
             let mut e = entry(t, *id);
             e.offset = t.committed;
@@ -1340,11 +1364,13 @@ impl<'a> Source<'a> {
         truncations: &[Truncation],
     ) -> Result<(), SourceError> {
         checkpoints.truncated = truncated_records(truncations);
-        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter().filter(|(_, t)| t.positioned()) {
             checkpoints.entries.insert(*id, entry(t, *id));
         }
         let forgotten =
-            checkpoints.forget_older_than(crate::fsutil::unix_now(), self.cfg.forget_after.as_secs());
+            checkpoints.forget(crate::fsutil::unix_now(), self.cfg.forget_after.as_secs(), |id| {
+                files.contains_key(id)
+            });
         if forgotten > 0 {
             tracing::info!(connector = %self.connector.name, forgotten, "dropped checkpoints of files gone for long");
         }
@@ -1355,6 +1381,21 @@ impl<'a> Source<'a> {
         *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =
             checkpoints.entries.values().map(|e| (e.path.clone(), e.offset)).collect();
         Ok(())
+    }
+}
+
+/// Truncation records kept at most (the newest): each waits for a copy of what its file held.
+const MAX_TRUNCATIONS: usize = 256;
+
+/// Records what a truncated file held. The same content truncated again replaces its older
+/// record (a copy of it is read from where the latest reading stopped), and only the newest
+/// `MAX_TRUNCATIONS` are kept: a file emptied every second must not grow the state for ever.
+fn remember(truncations: &mut Vec<Truncation>, t: Truncation) {
+    truncations.retain(|old| old.fingerprint != t.fingerprint);
+    truncations.push(t);
+    if truncations.len() > MAX_TRUNCATIONS {
+        let excess = truncations.len() - MAX_TRUNCATIONS;
+        truncations.drain(..excess);
     }
 }
 
@@ -1412,6 +1453,29 @@ mod tests {
             String::from_utf8(out).expect("utf-8"),
             r#"{"schema":{"type":"string","optional":false},"payload":"say \"hi\"\tnow"}"#
         );
+    }
+
+    /// Issue 14 finding 5: one record per content, and a bounded number in all.
+    #[test]
+    fn truncations_are_remembered_once_per_content_and_bounded() {
+        use super::{MAX_TRUNCATIONS, Truncation, remember};
+        let record = |hash: u64, position: u64| Truncation {
+            fingerprint: crate::source::fingerprint::Fingerprint { len: 256, hash },
+            prefix: Vec::new(),
+            position,
+            at: std::time::Instant::now(),
+        };
+        let mut kept = Vec::new();
+        for position in 0..100 {
+            remember(&mut kept, record(7, position));
+        }
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].position, 99, "the latest reading of that content");
+        for hash in 0..(MAX_TRUNCATIONS as u64 * 3) {
+            remember(&mut kept, record(1000 + hash, 0));
+        }
+        assert_eq!(kept.len(), MAX_TRUNCATIONS);
+        assert_eq!(kept.last().map(|t| t.fingerprint.hash), Some(1000 + MAX_TRUNCATIONS as u64 * 3 - 1));
     }
 
     #[test]
