@@ -175,6 +175,63 @@ impl AckQueue {
     }
 }
 
+/// The delivery-token slots of the followed files. A slot is reused once its file is retired or
+/// closed; records of that file may still be in flight then (those of content it lost to a
+/// truncation are not waited for), and their late acknowledgements carry the slot.
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    file: Option<FileId>,
+    /// The sequence number its next file starts at.
+    next_seq: u64,
+}
+
+impl Slots {
+    /// A free slot for `id`, and the sequence number its records start at.
+    fn take(&mut self, id: FileId) -> (usize, u64) {
+        let slot = self.slots.iter().position(|s| s.file.is_none()).unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            self.slots.len() - 1
+        });
+        self.slots[slot].file = Some(id);
+        (slot, self.slots[slot].next_seq)
+    }
+
+    /// Frees `slot`, whose file used sequence numbers below `_next_seq`.
+    fn free(&mut self, slot: usize, _next_seq: u64) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.file = None;
+        }
+    }
+
+    fn file(&self, slot: usize) -> Option<&FileId> {
+        self.slots.get(slot)?.file.as_ref()
+    }
+}
+
+/// The token of a record: the file's slot in the high bits, the low bits of its sequence number.
+fn token(slot: usize, seq: u64) -> usize {
+    (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1))
+}
+
+/// The slot and full sequence number of a token, given the next sequence number of the file now
+/// in that slot (the pending window is far smaller than the low bits).
+fn untoken(token: usize, next_seq: u64) -> (usize, u64) {
+    let slot = token >> SEQ_BITS;
+    let seq_low = (token & ((1usize << SEQ_BITS) - 1)) as u64;
+    let base = next_seq & !((1u64 << SEQ_BITS) - 1);
+    let seq = if base | seq_low >= next_seq {
+        (base | seq_low).wrapping_sub(1 << SEQ_BITS)
+    } else {
+        base | seq_low
+    };
+    (slot, seq)
+}
+
 struct Tracked {
     slot: usize,
     path: PathBuf,
@@ -510,7 +567,7 @@ impl<'a> Source<'a> {
             conflicts: HashSet::new(),
             first_start,
         };
-        let mut slots: Vec<Option<FileId>> = Vec::new();
+        let mut slots = Slots::default();
         let mut rescan_at = Instant::now();
         let mut checkpoint_at = Instant::now() + self.cfg.checkpoint_interval;
         let mut dirty = false;
@@ -654,7 +711,7 @@ impl<'a> Source<'a> {
         discovery: &Discovery,
         checkpoints: &mut Checkpoints,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &mut Vec<Option<FileId>>,
+        slots: &mut Slots,
         truncations: &mut Vec<Truncation>,
         state: &mut ScanState,
     ) {
@@ -768,12 +825,9 @@ impl<'a> Source<'a> {
             }
             match self.open(&path, id, checkpoints, first_start, files, truncations) {
                 Ok(Some(t)) => {
-                    let slot = slots.iter().position(Option::is_none).unwrap_or_else(|| {
-                        slots.push(None);
-                        slots.len() - 1
-                    });
-                    slots[slot] = Some(id);
-                    let t = Tracked { slot, ..t };
+                    let (slot, first_seq) = slots.take(id);
+                    let mut t = Tracked { slot, ..t };
+                    t.acks.next_seq = first_seq;
                     tracing::info!(connector = %self.connector.name, path = %path.display(), offset = t.reader.position(), "following file");
                     files.insert(id, t);
                 }
@@ -958,8 +1012,7 @@ impl<'a> Source<'a> {
         let mut offset_text = String::with_capacity(20);
         let mut send = |line: Line<'_>| -> Flow {
             if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
-                let seq = acks.next_seq;
-                let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
+                let token = token(slot, acks.next_seq);
                 let (offset, length) = (dl.start.to_string(), dl.original_len.to_string());
                 let reason = format!("line longer than max_line_bytes ({max_line})");
                 let headers = OwnedHeaders::new_with_capacity(4)
@@ -1002,8 +1055,7 @@ impl<'a> Source<'a> {
                     envelope.as_slice()
                 }
             };
-            let seq = acks.next_seq;
-            let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
+            let token = token(slot, acks.next_seq);
             offset_text.clear();
             let _ = write!(offset_text, "{}", line.start); // writing to a String cannot fail
             let headers = OwnedHeaders::new_with_capacity(2)
@@ -1068,21 +1120,13 @@ impl<'a> Source<'a> {
     fn on_ack(
         &self,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &[Option<FileId>],
+        slots: &Slots,
         token: usize,
         result: Result<(), KafkaError>,
     ) -> Result<bool, SourceError> {
-        let slot = token >> SEQ_BITS;
-        let Some(Some(id)) = slots.get(slot) else { return Ok(false) };
+        let Some(id) = slots.file(token >> SEQ_BITS) else { return Ok(false) };
         let Some(t) = files.get_mut(id) else { return Ok(false) };
-        let seq_low = (token & ((1usize << SEQ_BITS) - 1)) as u64;
-        // Recover the full sequence number from its low bits (the pending window is far smaller).
-        let base = t.acks.next_seq & !((1u64 << SEQ_BITS) - 1);
-        let seq = if base | seq_low >= t.acks.next_seq {
-            (base | seq_low).wrapping_sub(1 << SEQ_BITS)
-        } else {
-            base | seq_low
-        };
+        let (_, seq) = untoken(token, t.acks.next_seq);
         if let Err(error) = result {
             let offset = t.acks.pending.iter().find(|p| p.seq == seq).map(|p| p.end).unwrap_or(0);
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
@@ -1159,7 +1203,7 @@ impl<'a> Source<'a> {
     fn retire(
         &self,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &mut [Option<FileId>],
+        slots: &mut Slots,
         checkpoints: &mut Checkpoints,
         dirty: &mut bool,
         truncations: &mut Vec<Truncation>,
@@ -1191,7 +1235,7 @@ impl<'a> Source<'a> {
                         },
                     );
                 }
-                slots[t.slot] = None;
+                slots.free(t.slot, t.acks.next_seq);
                 checkpoints.entries.insert(id, entry(&t, id));
                 *dirty = true;
                 self.claims.release(id, &self.connector.name);
@@ -1206,7 +1250,7 @@ impl<'a> Source<'a> {
         &self,
         files: &mut HashMap<FileId, Tracked>,
         closed: &mut HashMap<FileId, Closed>,
-        slots: &mut [Option<FileId>],
+        slots: &mut Slots,
         checkpoints: &mut Checkpoints,
         dirty: &mut bool,
     ) {
@@ -1231,7 +1275,7 @@ impl<'a> Source<'a> {
             .collect();
         for (id, meta) in idle {
             let Some(t) = files.remove(&id) else { continue };
-            slots[t.slot] = None;
+            slots.free(t.slot, t.acks.next_seq);
             checkpoints.entries.insert(id, entry(&t, id));
             *dirty = true;
             tracing::debug!(connector = %self.connector.name, path = %t.path.display(), "closing idle file");
@@ -1453,6 +1497,34 @@ mod tests {
             String::from_utf8(out).expect("utf-8"),
             r#"{"schema":{"type":"string","optional":false},"payload":"say \"hi\"\tnow"}"#
         );
+    }
+
+    /// Issue 14 finding 6: a file's records still in flight when its slot is reused (content it
+    /// lost to a truncation is not waited for) must not acknowledge the next file's records.
+    #[test]
+    fn a_reused_slot_ignores_the_previous_files_late_acknowledgements() {
+        use super::{Slots, token, untoken};
+        use crate::source::fingerprint::FileId;
+        let now = std::time::Instant::now();
+        let mut slots = Slots::default();
+        let (a_slot, a_first) = slots.take(FileId { dev: 1, ino: 1 });
+        let mut a = AckQueue::new(0);
+        a.next_seq = a_first;
+        let in_flight: Vec<usize> = (1..=3).map(|i| token(a_slot, a.push(i * 10, Some(9), now))).collect();
+        a.restart_at(0); // truncated: those three are of content the file no longer has
+        slots.free(a_slot, a.next_seq);
+        let (b_slot, b_first) = slots.take(FileId { dev: 1, ino: 2 });
+        assert_eq!(b_slot, a_slot, "the slot is reused");
+        let mut b = AckQueue::new(0);
+        b.next_seq = b_first;
+        b.push(5, Some(4), now);
+        // Late acknowledgements of the first file's records arrive now.
+        for t in in_flight {
+            let (slot, seq) = untoken(t, b.next_seq);
+            assert_eq!(slot, b_slot);
+            b.ack(seq);
+        }
+        assert_eq!(b.acked_offset, 0, "nothing of the second file was acknowledged");
     }
 
     /// Issue 14 finding 5: one record per content, and a bounded number in all.
