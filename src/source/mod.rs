@@ -201,10 +201,13 @@ impl Slots {
         (slot, self.slots[slot].next_seq)
     }
 
-    /// Frees `slot`, whose file used sequence numbers below `_next_seq`.
-    fn free(&mut self, slot: usize, _next_seq: u64) {
+    /// Frees `slot`, whose file used sequence numbers below `next_seq`. The slot's next file
+    /// goes on from there (a generation, in effect): a late acknowledgement of the previous
+    /// file's records is then below anything the next file sent, so it is recognised as stale.
+    fn free(&mut self, slot: usize, next_seq: u64) {
         if let Some(s) = self.slots.get_mut(slot) {
             s.file = None;
+            s.next_seq = s.next_seq.max(next_seq);
         }
     }
 
@@ -1193,7 +1196,7 @@ impl<'a> Source<'a> {
             tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, original = ?orig, "copy released: reading its unread tail");
             t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
                 .with_dead_letters(self.cfg.dead_letter_topic.is_some());
-            t.acks = AckQueue::new(start);
+            t.acks.restart_at(start); // (keeps the slot's sequence numbers: see Slots::free)
             t.committed = start;
             t.held_by = None;
         }
