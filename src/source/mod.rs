@@ -78,6 +78,9 @@ pub enum SourceError {
     /// committed transaction are read back from the offsets topic.
     #[error("exactly-once transaction failed: {0}; restarting from the last committed positions")]
     Transaction(KafkaError),
+    /// A failpoint made a step fail (test builds only: `src/failpoints.rs`).
+    #[error("{0}")]
+    Injected(String),
     /// The cluster refused the credentials: retrying quietly would hide it for ever.
     #[error("{msg} ({0})", msg = admin::AUTHENTICATION_FAILED)]
     Authentication(KafkaError),
@@ -532,6 +535,7 @@ impl<'a> Source<'a> {
             // Fences any earlier instance and settles its open transaction, so that the positions
             // read next are those of the last committed transaction.
             producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Transaction)?;
+            injected("source::positions::restore")?;
             let restored = positions::restore(
                 &client::base(&self.props),
                 &self.cfg.offsets_topic,
@@ -607,6 +611,7 @@ impl<'a> Source<'a> {
                 break;
             }
             if eos && !txn.open {
+                injected("source::txn::begin")?;
                 producer.begin_transaction().map_err(SourceError::Transaction)?;
                 txn = Txn { open: true, lines: 0, since: Instant::now() };
             }
@@ -1023,6 +1028,10 @@ impl<'a> Source<'a> {
                     .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
                     .insert(Header { key: HEADER_OFFSET, value: Some(offset.as_bytes()) })
                     .insert(Header { key: HEADER_ORIGINAL_LENGTH, value: Some(length.as_bytes()) });
+                if let Some(message) = crate::failpoints::fire("source::dead-letter::send") {
+                    failure = Some(SourceError::Injected(message));
+                    return Flow::Stop;
+                }
                 let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, token)
                     .payload(dl.head)
                     .key(path_bytes)
@@ -1064,6 +1073,10 @@ impl<'a> Source<'a> {
             let headers = OwnedHeaders::new_with_capacity(2)
                 .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
                 .insert(Header { key: HEADER_OFFSET, value: Some(offset_text.as_bytes()) });
+            if let Some(message) = crate::failpoints::fire("source::send") {
+                failure = Some(SourceError::Injected(message));
+                return Flow::Stop;
+            }
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, token)
                 .payload(payload)
                 .headers(headers);
@@ -1127,6 +1140,7 @@ impl<'a> Source<'a> {
         token: usize,
         result: Result<(), KafkaError>,
     ) -> Result<bool, SourceError> {
+        injected("source::ack")?;
         let Some(id) = slots.file(token >> SEQ_BITS) else { return Ok(false) };
         let Some(t) = files.get_mut(id) else { return Ok(false) };
         let (_, seq) = untoken(token, t.acks.next_seq);
@@ -1350,6 +1364,7 @@ impl<'a> Source<'a> {
         // Position records carry a token no file slot uses: their delivery reports are ignored
         // (a failed one makes the commit fail, which is what matters).
         let token = usize::MAX;
+        injected("source::txn::send-positions")?;
         for (key, value) in &records {
             loop {
                 let mut record =
@@ -1375,6 +1390,7 @@ impl<'a> Source<'a> {
         while producer.in_flight_count() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        injected("source::txn::commit")?;
         loop {
             match producer.commit_transaction(
                 deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)),
@@ -1386,6 +1402,8 @@ impl<'a> Source<'a> {
                 Err(error) => return Err(SourceError::Transaction(error)),
             }
         }
+        // Committed, not yet recorded in memory: a crash here resumes from this transaction.
+        injected("source::txn::committed")?;
         for id in gone {
             checkpoints.entries.remove(&id);
         }
@@ -1421,8 +1439,9 @@ impl<'a> Source<'a> {
         if forgotten > 0 {
             tracing::info!(connector = %self.connector.name, forgotten, "dropped checkpoints of files gone for long");
         }
-        checkpoints
-            .save()
+        crate::failpoints::io("source::checkpoint::save")
+            .and_then(|()| checkpoints.save())
+            .and_then(|()| crate::failpoints::io("source::checkpoint::saved"))
             .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?;
         self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
         *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -1478,6 +1497,14 @@ pub fn connect_json_envelope(line: &[u8], out: &mut Vec<u8>) {
     // Serializing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text.as_ref());
     out.push(b'}');
+}
+
+/// The failpoint `name` as a source error (test builds only; see `src/failpoints.rs`).
+fn injected(name: &str) -> Result<(), SourceError> {
+    match crate::failpoints::fire(name) {
+        Some(message) => Err(SourceError::Injected(message)),
+        None => Ok(()),
+    }
 }
 
 /// Sleeps for `d`, waking early if `stop` is set.
