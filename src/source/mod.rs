@@ -78,6 +78,13 @@ pub enum SourceError {
     /// committed transaction are read back from the offsets topic.
     #[error("exactly-once transaction failed: {0}; restarting from the last committed positions")]
     Transaction(KafkaError),
+    /// The exactly-once offsets topic is not compacted: retention would delete positions.
+    #[error(
+        "offsets topic {topic} has cleanup.policy={policy}; exactly-once positions need a compacted \
+         topic (kafka-configs --alter --entity-type topics --entity-name {topic} --add-config \
+         cleanup.policy=compact, or choose another offsets_topic)"
+    )]
+    OffsetsNotCompacted { topic: String, policy: String },
     /// A failpoint made a step fail (test builds only: `src/failpoints.rs`).
     #[error("{0}")]
     Injected(String),
@@ -507,6 +514,17 @@ impl<'a> Source<'a> {
                 std::collections::BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
             admin::ensure_topic(&admin_config, offsets, Some(6), None, &compact, Duration::from_secs(10))
                 .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+            // A topic made by hand (or by a tool with the cluster's default policy) would lose
+            // positions to retention: the files would one day be read again from the start.
+            let policy =
+                admin::topic_config(&admin_config, offsets, "cleanup.policy", Duration::from_secs(10))
+                    .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+            if !policy.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
+                return Err(SourceError::OffsetsNotCompacted {
+                    topic: offsets.clone(),
+                    policy: policy.unwrap_or_else(|| "unknown".into()),
+                });
+            }
         }
         if let Some(dlq) = &self.cfg.dead_letter_topic {
             admin::ensure_topic(&admin_config, dlq, None, None, &Default::default(), Duration::from_secs(10))
@@ -888,7 +906,12 @@ impl<'a> Source<'a> {
         let size = meta.len();
         let mut held_by = None;
         let mut unidentified_since = None;
-        let offset = match checkpoints.entries.get(&id) {
+        let known = checkpoints.entries.get(&id).or_else(|| {
+            let e = same_file_other_device(checkpoints, path, id, &file)?;
+            tracing::info!(connector = %self.connector.name, path = %path.display(), old = e.id.dev, new = id.dev, offset = e.offset, "device number changed (a remount, overlayfs); same path, inode and first bytes: keeping its position");
+            Some(e)
+        });
+        let offset = match known {
             Some(e) if e.fingerprint.len > 0 && e.fingerprint.matches(&file)? && size >= e.offset => e.offset,
             Some(e) if e.fingerprint.len == 0 && size >= e.offset => e.offset,
             Some(e) => {
@@ -1448,6 +1471,24 @@ impl<'a> Source<'a> {
             checkpoints.entries.values().map(|e| (e.path.clone(), e.offset)).collect();
         Ok(())
     }
+}
+
+/// The checkpoint of `path` under another device number: overlayfs and some network filesystems
+/// give a file a new device number across a remount while its inode and content stay. The same
+/// path, inode and first bytes are taken for the same file (else every file would be read again).
+fn same_file_other_device<'c>(
+    checkpoints: &'c Checkpoints,
+    path: &Path,
+    id: FileId,
+    file: &File,
+) -> Option<&'c Entry> {
+    checkpoints.entries.values().find(|e| {
+        e.id.ino == id.ino
+            && e.id.dev != id.dev
+            && e.path == path
+            && e.fingerprint.len > 0
+            && e.fingerprint.matches(file).unwrap_or(false)
+    })
 }
 
 /// Truncation records kept at most (the newest): each waits for a copy of what its file held.
