@@ -133,6 +133,35 @@ pub fn ensure_topic(
     Ok(if created { TopicState::Created } else { TopicState::Existed { partitions: 0 } })
 }
 
+/// The value of one configuration entry of `topic` as the cluster reports it (its own setting
+/// or the broker default it inherits); `None` if the cluster does not report that entry.
+pub fn topic_config(
+    config: &ClientConfig,
+    topic: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<String>, KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KafkaError::AdminOpCreation(format!("runtime: {e}")))?;
+    let results = runtime.block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(topic)],
+        &AdminOptions::new().request_timeout(Some(timeout)),
+    ))?;
+    for result in results {
+        let resource = result.map_err(KafkaError::AdminOp)?;
+        if let Some(entry) = resource.get(key) {
+            return Ok(entry.value.clone());
+        }
+    }
+    Ok(None)
+}
+
 /// The ids of `topics` (base64, as Kafka's tools print them), read with librdkafka's DescribeTopics
 /// over `client`'s connections, in one request (rdkafka has no wrapper for it). A topic that does
 /// not exist, or a cluster without topic ids (before Kafka 2.8), is left out. A topic deleted and

@@ -44,6 +44,12 @@ struct OnDisk {
     truncated: Vec<Truncated>,
 }
 
+/// Entries kept of files that are gone (not seen at the last rescan), the most recently seen
+/// first: they matter only if such a file comes back (a directory unreadable for a while, a file
+/// renamed out of the glob and back). Without a bound, short-lived files (one a second) would grow
+/// the state by one entry a second for `forget_after` (7 days by default).
+pub const MAX_GONE: usize = 1024;
+
 #[derive(Debug)]
 pub struct Checkpoints {
     path: PathBuf,
@@ -51,6 +57,9 @@ pub struct Checkpoints {
     pub truncated: Vec<Truncated>,
     /// False when no checkpoint file existed: the connector's first start.
     pub existed: bool,
+    /// Unix time of the last rescan's start: an entry seen before it is of a file that is gone
+    /// (or followed: those are refreshed when positions are saved).
+    pub scanned_at: u64,
 }
 
 impl Checkpoints {
@@ -63,6 +72,7 @@ impl Checkpoints {
                     entries: HashMap::new(),
                     truncated: Vec::new(),
                     existed: false,
+                    scanned_at: 0,
                 });
             }
             Err(e) => return Err(e),
@@ -80,7 +90,13 @@ impl Checkpoints {
             ));
         }
         let entries = disk.files.into_iter().map(|e| (e.id, e)).collect();
-        Ok(Checkpoints { path: path.to_path_buf(), entries, truncated: disk.truncated, existed: true })
+        Ok(Checkpoints {
+            path: path.to_path_buf(),
+            entries,
+            truncated: disk.truncated,
+            existed: true,
+            scanned_at: 0,
+        })
     }
 
     /// Positions restored from elsewhere (the offsets topic of an exactly-once source); never saved.
@@ -92,7 +108,7 @@ impl Checkpoints {
         started: bool,
     ) -> Checkpoints {
         let existed = started || !entries.is_empty();
-        Checkpoints { path: PathBuf::new(), entries, truncated, existed }
+        Checkpoints { path: PathBuf::new(), entries, truncated, existed, scanned_at: 0 }
     }
 
     /// Writes every entry atomically (temp file, fsync, rename, fsync directory).
@@ -107,12 +123,42 @@ impl Checkpoints {
         fsutil::write_atomic(&self.path, &text)
     }
 
-    /// Drops entries of files not seen for `forget_after_secs`.
-    pub fn forget_older_than(&mut self, now: u64, forget_after_secs: u64) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|_, e| now.saturating_sub(e.seen_at) < forget_after_secs);
+    /// The entries to forget: those of files not seen for `forget_after_secs`, and of the files
+    /// gone since the last rescan all but the `MAX_GONE` seen last. `followed` files are never
+    /// forgotten.
+    pub fn forgettable(
+        &self,
+        now: u64,
+        forget_after_secs: u64,
+        followed: impl Fn(&FileId) -> bool,
+    ) -> Vec<FileId> {
+        let mut gone: Vec<&Entry> = self.entries.values().filter(|e| !followed(&e.id)).collect();
+        // Newest first; ties broken by identity so that the choice is stable.
+        gone.sort_by_key(|e| (std::cmp::Reverse(e.seen_at), e.id));
+        let mut kept_gone = 0;
+        gone.into_iter()
+            .filter(|e| {
+                if now.saturating_sub(e.seen_at) >= forget_after_secs {
+                    return true;
+                }
+                if e.seen_at < self.scanned_at {
+                    kept_gone += 1;
+                    return kept_gone > MAX_GONE;
+                }
+                false
+            })
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// Drops what `forgettable` names, and truncation records older than `forget_after_secs`.
+    pub fn forget(&mut self, now: u64, forget_after_secs: u64, followed: impl Fn(&FileId) -> bool) -> usize {
+        let drop = self.forgettable(now, forget_after_secs, followed);
+        for id in &drop {
+            self.entries.remove(id);
+        }
         self.truncated.retain(|t| now.saturating_sub(t.seen_at) < forget_after_secs);
-        before - self.entries.len()
+        drop.len()
     }
 }
 
@@ -143,24 +189,48 @@ mod tests {
         assert!(Checkpoints::load(&path).expect_err("future format").to_string().contains("version 99"));
     }
 
+    fn entry(ino: u64, seen_at: u64) -> Entry {
+        Entry {
+            path: format!("/logs/{ino}.log").into(),
+            id: FileId { dev: 0, ino },
+            fingerprint: Fingerprint::default(),
+            offset: 0,
+            seen_at,
+        }
+    }
+
+    fn with(entries: impl IntoIterator<Item = Entry>, scanned_at: u64) -> Checkpoints {
+        Checkpoints {
+            path: "/x".into(),
+            entries: entries.into_iter().map(|e| (e.id, e)).collect(),
+            truncated: Vec::new(),
+            existed: true,
+            scanned_at,
+        }
+    }
+
     #[test]
     fn forgets_only_old_entries() {
-        let mut c =
-            Checkpoints { path: "/x".into(), entries: HashMap::new(), truncated: Vec::new(), existed: true };
-        for (ino, seen) in [(1, 100), (2, 1000)] {
-            let id = FileId { dev: 0, ino };
-            c.entries.insert(
-                id,
-                Entry {
-                    path: "/a".into(),
-                    id,
-                    fingerprint: Fingerprint::default(),
-                    offset: 0,
-                    seen_at: seen,
-                },
-            );
-        }
-        assert_eq!(c.forget_older_than(1100, 500), 1);
+        let mut c = with([entry(1, 100), entry(2, 1000)], 0);
+        assert_eq!(c.forget(1100, 500, |_| false), 1);
         assert!(c.entries.contains_key(&FileId { dev: 0, ino: 2 }));
+    }
+
+    /// Issue 14 finding 5: short-lived files (one a second for a week) must not grow the state
+    /// without bound; files present at the last rescan, and followed ones, are never dropped.
+    #[test]
+    fn keeps_a_bounded_number_of_gone_files_the_most_recently_seen() {
+        let now = 1_000_000;
+        let gone = (0..5000).map(|i| entry(i, now - 5000 + i)); // seen before the rescan at `now`
+        let present = (10_000..12_000).map(|i| entry(i, now)); // idle files the rescan saw
+        let followed = entry(20_000, 1); // refreshed only when positions are saved
+        let mut c = with(gone.chain(present).chain([followed]), now);
+        let dropped = c.forget(now, 7 * 24 * 3600, |id| id.ino == 20_000);
+        assert_eq!(dropped, 5000 - MAX_GONE);
+        assert_eq!(c.entries.len(), MAX_GONE + 2000 + 1);
+        // The ones kept are those seen last.
+        assert!(c.entries.contains_key(&FileId { dev: 0, ino: 4999 }));
+        assert!(!c.entries.contains_key(&FileId { dev: 0, ino: 0 }));
+        assert!(c.entries.contains_key(&FileId { dev: 0, ino: 20_000 }));
     }
 }

@@ -79,6 +79,16 @@ pub enum SourceError {
     /// committed transaction are read back from the offsets topic.
     #[error("exactly-once transaction failed: {0}; restarting from the last committed positions")]
     Transaction(KafkaError),
+    /// The exactly-once offsets topic is not compacted: retention would delete positions.
+    #[error(
+        "offsets topic {topic} has cleanup.policy={policy}; exactly-once positions need a compacted \
+         topic (kafka-configs --alter --entity-type topics --entity-name {topic} --add-config \
+         cleanup.policy=compact, or choose another offsets_topic)"
+    )]
+    OffsetsNotCompacted { topic: String, policy: String },
+    /// A failpoint made a step fail (test builds only: `src/failpoints.rs`).
+    #[error("{0}")]
+    Injected(String),
     /// The cluster refused the credentials: retrying quietly would hide it for ever.
     #[error("{msg} ({0})", msg = admin::AUTHENTICATION_FAILED)]
     Authentication(KafkaError),
@@ -176,6 +186,66 @@ impl AckQueue {
     }
 }
 
+/// The delivery-token slots of the followed files. A slot is reused once its file is retired or
+/// closed; records of that file may still be in flight then (those of content it lost to a
+/// truncation are not waited for), and their late acknowledgements carry the slot.
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    file: Option<FileId>,
+    /// The sequence number its next file starts at.
+    next_seq: u64,
+}
+
+impl Slots {
+    /// A free slot for `id`, and the sequence number its records start at.
+    fn take(&mut self, id: FileId) -> (usize, u64) {
+        let slot = self.slots.iter().position(|s| s.file.is_none()).unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            self.slots.len() - 1
+        });
+        self.slots[slot].file = Some(id);
+        (slot, self.slots[slot].next_seq)
+    }
+
+    /// Frees `slot`, whose file used sequence numbers below `next_seq`. The slot's next file
+    /// goes on from there (a generation, in effect): a late acknowledgement of the previous
+    /// file's records is then below anything the next file sent, so it is recognised as stale.
+    fn free(&mut self, slot: usize, next_seq: u64) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.file = None;
+            s.next_seq = s.next_seq.max(next_seq);
+        }
+    }
+
+    fn file(&self, slot: usize) -> Option<&FileId> {
+        self.slots.get(slot)?.file.as_ref()
+    }
+}
+
+/// The token of a record: the file's slot in the high bits, the low bits of its sequence number.
+fn token(slot: usize, seq: u64) -> usize {
+    (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1))
+}
+
+/// The slot and full sequence number of a token, given the next sequence number of the file now
+/// in that slot (the pending window is far smaller than the low bits).
+fn untoken(token: usize, next_seq: u64) -> (usize, u64) {
+    let slot = token >> SEQ_BITS;
+    let seq_low = (token & ((1usize << SEQ_BITS) - 1)) as u64;
+    let base = next_seq & !((1u64 << SEQ_BITS) - 1);
+    let seq = if base | seq_low >= next_seq {
+        (base | seq_low).wrapping_sub(1 << SEQ_BITS)
+    } else {
+        base | seq_low
+    };
+    (slot, seq)
+}
+
 struct Tracked {
     slot: usize,
     path: PathBuf,
@@ -194,8 +264,20 @@ struct Tracked {
     prefix: Vec<u8>,
     /// A new file not yet told apart from a copy still being written: not read until it is.
     unidentified_since: Option<Instant>,
-    /// The size seen by the last look, to re-check identity only when it changed.
+    /// The size and modification time seen by the last look, to re-check what the file holds
+    /// only when one of them changed.
     last_size: u64,
+    last_mtime: (i64, i64),
+}
+
+impl Tracked {
+    /// Whether the file has a position to save. A held copy and a new file not yet told apart
+    /// from a copy being written have none: saved at 0, either would be read whole after a
+    /// restart (every line of its original sent again). Without an entry, a restart identifies
+    /// it afresh.
+    fn positioned(&self) -> bool {
+        self.held_by.is_none() && self.unidentified_since.is_none()
+    }
 }
 
 /// Shared counters (read by status and metrics).
@@ -433,6 +515,17 @@ impl<'a> Source<'a> {
                 std::collections::BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
             admin::ensure_topic(&admin_config, offsets, Some(6), None, &compact, Duration::from_secs(10))
                 .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+            // A topic made by hand (or by a tool with the cluster's default policy) would lose
+            // positions to retention: the files would one day be read again from the start.
+            let policy =
+                admin::topic_config(&admin_config, offsets, "cleanup.policy", Duration::from_secs(10))
+                    .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
+            if !policy.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
+                return Err(SourceError::OffsetsNotCompacted {
+                    topic: offsets.clone(),
+                    policy: policy.unwrap_or_else(|| "unknown".into()),
+                });
+            }
         }
         if let Some(dlq) = &self.cfg.dead_letter_topic {
             admin::ensure_topic(&admin_config, dlq, None, None, &Default::default(), Duration::from_secs(10))
@@ -461,6 +554,7 @@ impl<'a> Source<'a> {
             // Fences any earlier instance and settles its open transaction, so that the positions
             // read next are those of the last committed transaction.
             producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Transaction)?;
+            injected("source::positions::restore")?;
             let restored = positions::restore(
                 &client::base(&self.props),
                 &self.cfg.offsets_topic,
@@ -476,18 +570,21 @@ impl<'a> Source<'a> {
         let mut txn = Txn { open: false, lines: 0, since: Instant::now() };
         // Truncations recorded before the last stop (their copies may still turn up).
         let now_unix = crate::fsutil::unix_now();
-        let mut truncations: Vec<Truncation> = checkpoints
-            .truncated
-            .iter()
-            .map(|t| Truncation {
-                fingerprint: t.fingerprint,
-                prefix: Vec::new(),
-                position: t.position,
-                at: Instant::now()
-                    .checked_sub(Duration::from_secs(now_unix.saturating_sub(t.seen_at)))
-                    .unwrap_or_else(Instant::now),
-            })
-            .collect();
+        let mut truncations: Vec<Truncation> = Vec::new();
+        // (Oldest first, so that a duplicate from an older release keeps its newest record.)
+        for t in &checkpoints.truncated {
+            remember(
+                &mut truncations,
+                Truncation {
+                    fingerprint: t.fingerprint,
+                    prefix: Vec::new(),
+                    position: t.position,
+                    at: Instant::now()
+                        .checked_sub(Duration::from_secs(now_unix.saturating_sub(t.seen_at)))
+                        .unwrap_or_else(Instant::now),
+                },
+            );
+        }
         let first_start = !checkpoints.existed;
         let mut files: HashMap<FileId, Tracked> = HashMap::new();
         let mut scan_state = ScanState {
@@ -496,7 +593,7 @@ impl<'a> Source<'a> {
             conflicts: HashSet::new(),
             first_start,
         };
-        let mut slots: Vec<Option<FileId>> = Vec::new();
+        let mut slots = Slots::default();
         let mut rescan_at = Instant::now();
         let mut checkpoint_at = Instant::now() + self.cfg.checkpoint_interval;
         let mut dirty = false;
@@ -533,6 +630,7 @@ impl<'a> Source<'a> {
                 break;
             }
             if eos && !txn.open {
+                injected("source::txn::begin")?;
                 producer.begin_transaction().map_err(SourceError::Transaction)?;
                 txn = Txn { open: true, lines: 0, since: Instant::now() };
             }
@@ -640,7 +738,7 @@ impl<'a> Source<'a> {
         discovery: &Discovery,
         checkpoints: &mut Checkpoints,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &mut Vec<Option<FileId>>,
+        slots: &mut Slots,
         truncations: &mut Vec<Truncation>,
         state: &mut ScanState,
     ) {
@@ -650,6 +748,7 @@ impl<'a> Source<'a> {
         let mut present: HashSet<FileId> = HashSet::new();
         let mut new_files: Vec<(PathBuf, FileId)> = Vec::new();
         let now_unix = crate::fsutil::unix_now();
+        checkpoints.scanned_at = now_unix;
         let scan = discovery.scan_reporting();
         // Problems are reported when they start and when they end, not at every rescan.
         let mut still: HashSet<PathBuf> = HashSet::new();
@@ -753,12 +852,9 @@ impl<'a> Source<'a> {
             }
             match self.open(&path, id, checkpoints, first_start, files, truncations) {
                 Ok(Some(t)) => {
-                    let slot = slots.iter().position(Option::is_none).unwrap_or_else(|| {
-                        slots.push(None);
-                        slots.len() - 1
-                    });
-                    slots[slot] = Some(id);
-                    let t = Tracked { slot, ..t };
+                    let (slot, first_seq) = slots.take(id);
+                    let mut t = Tracked { slot, ..t };
+                    t.acks.next_seq = first_seq;
                     tracing::info!(connector = %self.connector.name, path = %path.display(), offset = t.reader.position(), "following file");
                     files.insert(id, t);
                 }
@@ -811,19 +907,27 @@ impl<'a> Source<'a> {
         let size = meta.len();
         let mut held_by = None;
         let mut unidentified_since = None;
-        let offset = match checkpoints.entries.get(&id) {
+        let known = checkpoints.entries.get(&id).or_else(|| {
+            let e = same_file_other_device(checkpoints, path, id, &file)?;
+            tracing::info!(connector = %self.connector.name, path = %path.display(), old = e.id.dev, new = id.dev, offset = e.offset, "device number changed (a remount, overlayfs); same path, inode and first bytes: keeping its position");
+            Some(e)
+        });
+        let offset = match known {
             Some(e) if e.fingerprint.len > 0 && e.fingerprint.matches(&file)? && size >= e.offset => e.offset,
             Some(e) if e.fingerprint.len == 0 && size >= e.offset => e.offset,
             Some(e) => {
                 tracing::warn!(connector = %self.connector.name, path = %path.display(), "file was truncated or its inode reused; reading it from the start");
                 // What it held may turn up as a copy (copytruncate while we were down).
                 // (Its bytes are unknown now; a copy is recognised by fingerprint alone.)
-                truncations.push(Truncation {
-                    fingerprint: e.fingerprint,
-                    prefix: Vec::new(),
-                    position: e.offset,
-                    at: Instant::now(),
-                });
+                remember(
+                    truncations,
+                    Truncation {
+                        fingerprint: e.fingerprint,
+                        prefix: Vec::new(),
+                        position: e.offset,
+                        at: Instant::now(),
+                    },
+                );
                 0
             }
             None => match identify(&file, None, files, truncations) {
@@ -859,6 +963,7 @@ impl<'a> Source<'a> {
             prefix,
             unidentified_since,
             last_size: size,
+            last_mtime: mtime(&meta),
         }))
     }
 
@@ -875,14 +980,17 @@ impl<'a> Source<'a> {
         if t.unidentified_since.is_some() {
             return Ok(()); // see settle_identities
         }
-        let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-        // Truncated (it is shorter than what was read), or truncated and rewritten past that
-        // point between two looks (its first bytes changed).
+        let meta = t.reader.file().metadata().ok();
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        let modified = meta.as_ref().map_or((0, 0), mtime);
+        // Truncated (it is shorter than what was read), or rewritten in place since the last
+        // look: truncated and rewritten past that point, or overwritten with content of the same
+        // length. Looked for only when its size or modification time moved.
         let rewritten = size >= t.reader.read_position()
-            && size != t.last_size
-            && t.fingerprint.complete()
-            && !t.fingerprint.matches(t.reader.file()).unwrap_or(true);
+            && (size != t.last_size || modified != t.last_mtime)
+            && !t.reader.still_holds_what_was_read(&t.prefix).unwrap_or(true);
         t.last_size = size;
+        t.last_mtime = modified;
         if size < t.reader.read_position() || rewritten {
             // Truncated in place (copytruncate, or `> file`): what is there now is new content.
             tracing::warn!(connector = %self.connector.name, path = %t.path.display(), position = t.reader.position(), size, rewritten, "file truncated; reading it again from the start");
@@ -892,12 +1000,15 @@ impl<'a> Source<'a> {
                 // claim them). Exactly-once: everything handed out, since the copy's position is
                 // committed in the same transaction as those lines, or not at all.
                 let position = if self.cfg.exactly_once { t.reader.position() } else { t.acks.acked_offset };
-                truncations.push(Truncation {
-                    fingerprint: t.fingerprint,
-                    prefix: std::mem::take(&mut t.prefix),
-                    position,
-                    at: Instant::now(),
-                });
+                remember(
+                    truncations,
+                    Truncation {
+                        fingerprint: t.fingerprint,
+                        prefix: std::mem::take(&mut t.prefix),
+                        position,
+                        at: Instant::now(),
+                    },
+                );
             }
             let file = t
                 .reader
@@ -934,8 +1045,7 @@ impl<'a> Source<'a> {
         let host = self.cfg.host_header.then_some(self.daemon_id.as_bytes());
         let mut send = |line: Line<'_>| -> Flow {
             if let (Some(dl), Some(dlq)) = (&line.dead_letter, dead_letter_topic) {
-                let seq = acks.next_seq;
-                let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
+                let token = token(slot, acks.next_seq);
                 let (offset, length) = (dl.start.to_string(), dl.original_len.to_string());
                 let reason = format!("line longer than max_line_bytes ({max_line})");
                 let headers = OwnedHeaders::new_with_capacity(4)
@@ -943,6 +1053,10 @@ impl<'a> Source<'a> {
                     .insert(Header { key: HEADER_PATH, value: Some(path_bytes) })
                     .insert(Header { key: HEADER_OFFSET, value: Some(offset.as_bytes()) })
                     .insert(Header { key: HEADER_ORIGINAL_LENGTH, value: Some(length.as_bytes()) });
+                if let Some(message) = crate::failpoints::fire("source::dead-letter::send") {
+                    failure = Some(SourceError::Injected(message));
+                    return Flow::Stop;
+                }
                 let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, token)
                     .payload(dl.head)
                     .key(path_bytes)
@@ -978,11 +1092,14 @@ impl<'a> Source<'a> {
                     envelope.as_slice()
                 }
             };
-            let seq = acks.next_seq;
-            let token = (slot << SEQ_BITS) | (seq as usize & ((1usize << SEQ_BITS) - 1));
+            let token = token(slot, acks.next_seq);
             offset_text.clear();
             let _ = write!(offset_text, "{}", line.start); // writing to a String cannot fail
             let headers = headers::line(path_bytes, offset_text.as_bytes(), host);
+            if let Some(message) = crate::failpoints::fire("source::send") {
+                failure = Some(SourceError::Injected(message));
+                return Flow::Stop;
+            }
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, token)
                 .payload(payload)
                 .headers(headers);
@@ -1042,21 +1159,14 @@ impl<'a> Source<'a> {
     fn on_ack(
         &self,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &[Option<FileId>],
+        slots: &Slots,
         token: usize,
         result: Result<(), KafkaError>,
     ) -> Result<bool, SourceError> {
-        let slot = token >> SEQ_BITS;
-        let Some(Some(id)) = slots.get(slot) else { return Ok(false) };
+        injected("source::ack")?;
+        let Some(id) = slots.file(token >> SEQ_BITS) else { return Ok(false) };
         let Some(t) = files.get_mut(id) else { return Ok(false) };
-        let seq_low = (token & ((1usize << SEQ_BITS) - 1)) as u64;
-        // Recover the full sequence number from its low bits (the pending window is far smaller).
-        let base = t.acks.next_seq & !((1u64 << SEQ_BITS) - 1);
-        let seq = if base | seq_low >= t.acks.next_seq {
-            (base | seq_low).wrapping_sub(1 << SEQ_BITS)
-        } else {
-            base | seq_low
-        };
+        let (_, seq) = untoken(token, t.acks.next_seq);
         if let Err(error) = result {
             let offset = t.acks.pending.iter().find(|p| p.seq == seq).map(|p| p.end).unwrap_or(0);
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
@@ -1113,7 +1223,7 @@ impl<'a> Source<'a> {
         for t in files.values_mut() {
             let Some(orig) = t.held_by else { continue };
             let Some(tr) =
-                truncations.iter().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
+                truncations.iter().rev().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
             else {
                 continue;
             };
@@ -1123,7 +1233,7 @@ impl<'a> Source<'a> {
             tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, original = ?orig, "copy released: reading its unread tail");
             t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
                 .with_dead_letters(self.cfg.dead_letter_topic.is_some());
-            t.acks = AckQueue::new(start);
+            t.acks.restart_at(start); // (keeps the slot's sequence numbers: see Slots::free)
             t.committed = start;
             t.held_by = None;
         }
@@ -1133,7 +1243,7 @@ impl<'a> Source<'a> {
     fn retire(
         &self,
         files: &mut HashMap<FileId, Tracked>,
-        slots: &mut [Option<FileId>],
+        slots: &mut Slots,
         checkpoints: &mut Checkpoints,
         dirty: &mut bool,
         truncations: &mut Vec<Truncation>,
@@ -1155,14 +1265,17 @@ impl<'a> Source<'a> {
             if let Some(t) = files.remove(&id) {
                 // A copy of it may be held: it can now read what this one did not.
                 if t.fingerprint.len > 0 {
-                    truncations.push(Truncation {
-                        fingerprint: t.fingerprint,
-                        prefix: t.prefix.clone(),
-                        position: t.reader.position(),
-                        at: Instant::now(),
-                    });
+                    remember(
+                        truncations,
+                        Truncation {
+                            fingerprint: t.fingerprint,
+                            prefix: t.prefix.clone(),
+                            position: t.reader.position(),
+                            at: Instant::now(),
+                        },
+                    );
                 }
-                slots[t.slot] = None;
+                slots.free(t.slot, t.acks.next_seq);
                 checkpoints.entries.insert(id, entry(&t, id));
                 *dirty = true;
                 self.claims.release(id, &self.connector.name);
@@ -1177,7 +1290,7 @@ impl<'a> Source<'a> {
         &self,
         files: &mut HashMap<FileId, Tracked>,
         closed: &mut HashMap<FileId, Closed>,
-        slots: &mut [Option<FileId>],
+        slots: &mut Slots,
         checkpoints: &mut Checkpoints,
         dirty: &mut bool,
     ) {
@@ -1202,7 +1315,7 @@ impl<'a> Source<'a> {
             .collect();
         for (id, meta) in idle {
             let Some(t) = files.remove(&id) else { continue };
-            slots[t.slot] = None;
+            slots.free(t.slot, t.acks.next_seq);
             checkpoints.entries.insert(id, entry(&t, id));
             *dirty = true;
             tracing::debug!(connector = %self.connector.name, path = %t.path.display(), "closing idle file");
@@ -1240,7 +1353,7 @@ impl<'a> Source<'a> {
             // The connector's first start: from now on `start_at` never applies again.
             records.push((positions::started_key(&prefix), Some(format!("{{\"at\":{now}}}").into_bytes())));
         }
-        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter().filter(|(_, t)| t.positioned()) {
             let mut e = entry(t, *id);
             e.offset = t.reader.position();
             records.push((
@@ -1252,12 +1365,7 @@ impl<'a> Source<'a> {
             ));
         }
         let forget = self.cfg.forget_after.as_secs();
-        let gone: Vec<FileId> = checkpoints
-            .entries
-            .iter()
-            .filter(|(id, e)| !files.contains_key(id) && now.saturating_sub(e.seen_at) >= forget)
-            .map(|(id, _)| *id)
-            .collect();
+        let gone = checkpoints.forgettable(now, forget, |id| files.contains_key(id));
         for id in &gone {
             records.push((positions::key(&prefix, *id), None));
         }
@@ -1279,6 +1387,7 @@ impl<'a> Source<'a> {
         // Position records carry a token no file slot uses: their delivery reports are ignored
         // (a failed one makes the commit fail, which is what matters).
         let token = usize::MAX;
+        injected("source::txn::send-positions")?;
         for (key, value) in &records {
             loop {
                 let mut record =
@@ -1304,6 +1413,7 @@ impl<'a> Source<'a> {
         while producer.in_flight_count() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        injected("source::txn::commit")?;
         loop {
             match producer.commit_transaction(
                 deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)),
@@ -1315,11 +1425,13 @@ impl<'a> Source<'a> {
                 Err(error) => return Err(SourceError::Transaction(error)),
             }
         }
+        // Committed, not yet recorded in memory: a crash here resumes from this transaction.
+        injected("source::txn::committed")?;
         for id in gone {
             checkpoints.entries.remove(&id);
         }
         checkpoints.truncated = current;
-        for (id, t) in files.iter_mut().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter_mut().filter(|(_, t)| t.positioned()) {
             t.committed = t.reader.position();
             let mut e = entry(t, *id);
             e.offset = t.committed;
@@ -1340,21 +1452,57 @@ impl<'a> Source<'a> {
         truncations: &[Truncation],
     ) -> Result<(), SourceError> {
         checkpoints.truncated = truncated_records(truncations);
-        for (id, t) in files.iter().filter(|(_, t)| t.held_by.is_none()) {
+        for (id, t) in files.iter().filter(|(_, t)| t.positioned()) {
             checkpoints.entries.insert(*id, entry(t, *id));
         }
         let forgotten =
-            checkpoints.forget_older_than(crate::fsutil::unix_now(), self.cfg.forget_after.as_secs());
+            checkpoints.forget(crate::fsutil::unix_now(), self.cfg.forget_after.as_secs(), |id| {
+                files.contains_key(id)
+            });
         if forgotten > 0 {
             tracing::info!(connector = %self.connector.name, forgotten, "dropped checkpoints of files gone for long");
         }
-        checkpoints
-            .save()
+        crate::failpoints::io("source::checkpoint::save")
+            .and_then(|()| checkpoints.save())
+            .and_then(|()| crate::failpoints::io("source::checkpoint::saved"))
             .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })?;
         self.stats.checkpoint_at_ms.store(crate::fsutil::unix_now_ms(), Ordering::Relaxed);
         *self.stats.positions.lock().unwrap_or_else(|p| p.into_inner()) =
             checkpoints.entries.values().map(|e| (e.path.clone(), e.offset)).collect();
         Ok(())
+    }
+}
+
+/// The checkpoint of `path` under another device number: overlayfs and some network filesystems
+/// give a file a new device number across a remount while its inode and content stay. The same
+/// path, inode and first bytes are taken for the same file (else every file would be read again).
+fn same_file_other_device<'c>(
+    checkpoints: &'c Checkpoints,
+    path: &Path,
+    id: FileId,
+    file: &File,
+) -> Option<&'c Entry> {
+    checkpoints.entries.values().find(|e| {
+        e.id.ino == id.ino
+            && e.id.dev != id.dev
+            && e.path == path
+            && e.fingerprint.len > 0
+            && e.fingerprint.matches(file).unwrap_or(false)
+    })
+}
+
+/// Truncation records kept at most (the newest): each waits for a copy of what its file held.
+const MAX_TRUNCATIONS: usize = 256;
+
+/// Records what a truncated file held. The same content truncated again replaces its older
+/// record (a copy of it is read from where the latest reading stopped), and only the newest
+/// `MAX_TRUNCATIONS` are kept: a file emptied every second must not grow the state for ever.
+fn remember(truncations: &mut Vec<Truncation>, t: Truncation) {
+    truncations.retain(|old| old.fingerprint != t.fingerprint);
+    truncations.push(t);
+    if truncations.len() > MAX_TRUNCATIONS {
+        let excess = truncations.len() - MAX_TRUNCATIONS;
+        truncations.drain(..excess);
     }
 }
 
@@ -1392,6 +1540,14 @@ pub fn connect_json_envelope(line: &[u8], out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// The failpoint `name` as a source error (test builds only; see `src/failpoints.rs`).
+fn injected(name: &str) -> Result<(), SourceError> {
+    match crate::failpoints::fire(name) {
+        Some(message) => Err(SourceError::Injected(message)),
+        None => Ok(()),
+    }
+}
+
 /// Sleeps for `d`, waking early if `stop` is set.
 pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let deadline = Instant::now() + d;
@@ -1412,6 +1568,57 @@ mod tests {
             String::from_utf8(out).expect("utf-8"),
             r#"{"schema":{"type":"string","optional":false},"payload":"say \"hi\"\tnow"}"#
         );
+    }
+
+    /// Issue 14 finding 6: a file's records still in flight when its slot is reused (content it
+    /// lost to a truncation is not waited for) must not acknowledge the next file's records.
+    #[test]
+    fn a_reused_slot_ignores_the_previous_files_late_acknowledgements() {
+        use super::{Slots, token, untoken};
+        use crate::source::fingerprint::FileId;
+        let now = std::time::Instant::now();
+        let mut slots = Slots::default();
+        let (a_slot, a_first) = slots.take(FileId { dev: 1, ino: 1 });
+        let mut a = AckQueue::new(0);
+        a.next_seq = a_first;
+        let in_flight: Vec<usize> = (1..=3).map(|i| token(a_slot, a.push(i * 10, Some(9), now))).collect();
+        a.restart_at(0); // truncated: those three are of content the file no longer has
+        slots.free(a_slot, a.next_seq);
+        let (b_slot, b_first) = slots.take(FileId { dev: 1, ino: 2 });
+        assert_eq!(b_slot, a_slot, "the slot is reused");
+        let mut b = AckQueue::new(0);
+        b.next_seq = b_first;
+        b.push(5, Some(4), now);
+        // Late acknowledgements of the first file's records arrive now.
+        for t in in_flight {
+            let (slot, seq) = untoken(t, b.next_seq);
+            assert_eq!(slot, b_slot);
+            b.ack(seq);
+        }
+        assert_eq!(b.acked_offset, 0, "nothing of the second file was acknowledged");
+    }
+
+    /// Issue 14 finding 5: one record per content, and a bounded number in all.
+    #[test]
+    fn truncations_are_remembered_once_per_content_and_bounded() {
+        use super::{MAX_TRUNCATIONS, Truncation, remember};
+        let record = |hash: u64, position: u64| Truncation {
+            fingerprint: crate::source::fingerprint::Fingerprint { len: 256, hash },
+            prefix: Vec::new(),
+            position,
+            at: std::time::Instant::now(),
+        };
+        let mut kept = Vec::new();
+        for position in 0..100 {
+            remember(&mut kept, record(7, position));
+        }
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].position, 99, "the latest reading of that content");
+        for hash in 0..(MAX_TRUNCATIONS as u64 * 3) {
+            remember(&mut kept, record(1000 + hash, 0));
+        }
+        assert_eq!(kept.len(), MAX_TRUNCATIONS);
+        assert_eq!(kept.last().map(|t| t.fingerprint.hash), Some(1000 + MAX_TRUNCATIONS as u64 * 3 - 1));
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct LongLineStats {
     pub skipped: u64,
 }
 
+/// How many of the last bytes read are re-checked to notice a rewrite in place.
+const TAIL_BYTES: usize = 32;
+
 pub struct Reader {
     file: File,
     /// File offset of `buf[0]`.
@@ -76,6 +79,9 @@ pub struct Reader {
     /// The file's first bytes as this reader read them (when it started at offset 0): the
     /// content's identity even if the file is truncated a moment later.
     head: Vec<u8>,
+    /// The last bytes read (up to `TAIL_BYTES`), ending at `read_position`: with `head`, what
+    /// tells a file rewritten in place from one that grew.
+    tail: Vec<u8>,
     /// Whether over-long lines are reported as dead letters.
     dead_letters: bool,
     long: Option<LongLine>,
@@ -95,6 +101,7 @@ impl Reader {
             policy,
             stats: LongLineStats::default(),
             head: Vec::new(),
+            tail: Vec::new(),
             dead_letters: false,
             long: None,
             pending_dead_letter: None,
@@ -143,6 +150,27 @@ impl Reader {
     /// The first bytes of the file (up to the fingerprint size) as read, if reading began at 0.
     pub fn head(&self) -> &[u8] {
         &self.head
+    }
+
+    /// Whether the file still holds what was read from it: `prefix` (its first bytes as first
+    /// seen) at 0 and the last bytes read just before `read_position`. False means it was
+    /// rewritten in place — with content of the same length (a status file, fixed-width
+    /// records), or longer — which neither its size nor its inode tells.
+    pub fn still_holds_what_was_read(&self, prefix: &[u8]) -> io::Result<bool> {
+        let differs = |bytes: &[u8], at: u64| -> io::Result<bool> {
+            let mut buf = vec![0u8; bytes.len()];
+            let mut got = 0;
+            while got < buf.len() {
+                match self.file.read_at(&mut buf[got..], at + got as u64)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            Ok(buf[..got] != bytes[..got] || got < bytes.len())
+        };
+        let end = self.read_position();
+        let tail_at = end - self.tail.len() as u64;
+        Ok(!differs(prefix, 0)? && !differs(&self.tail, tail_at)?)
     }
 
     /// True if bytes of an unterminated line are waiting.
@@ -198,6 +226,11 @@ impl Reader {
         let result = self.file.read_at(&mut self.buf[old..], self.buf_start + old as u64);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
+        let new = &self.buf[old..old + n];
+        self.tail.extend_from_slice(&new[n.saturating_sub(TAIL_BYTES)..]);
+        if self.tail.len() > TAIL_BYTES {
+            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        }
         let at = self.buf_start + old as u64;
         let want = super::fingerprint::FINGERPRINT_BYTES;
         if at == self.head.len() as u64 && self.head.len() < want {
@@ -299,6 +332,29 @@ impl Reader {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Issue 14 finding 2: a rewrite in place is told from growth by the bytes already read,
+    /// whether the new content is longer or of the same length.
+    #[test]
+    fn a_rewrite_in_place_is_told_from_growth() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("status.log");
+        std::fs::write(&path, b"status: ok 0001\n").expect("write");
+        let mut r = Reader::new(File::open(&path).expect("open"), 0, 1024, LongLinePolicy::Split);
+        r.poll(1 << 20, &mut |_| Flow::Continue).expect("poll");
+        let prefix = r.head().to_vec();
+        assert!(r.still_holds_what_was_read(&prefix).expect("check"), "nothing changed yet");
+        let f = std::fs::OpenOptions::new().append(true).open(&path).expect("open for append");
+        (&f).write_all(b"status: ok 0002\n").expect("append");
+        assert!(r.still_holds_what_was_read(&prefix).expect("check"), "growth is not a rewrite");
+        r.poll(1 << 20, &mut |_| Flow::Continue).expect("poll");
+        let w = std::fs::OpenOptions::new().write(true).open(&path).expect("open for rewrite");
+        // The same first line, a different second one of the same length: only the tail shows it.
+        w.write_all_at(b"status: ok 0001\nstatus: ko 0003\n", 0).expect("pwrite");
+        assert!(!r.still_holds_what_was_read(&prefix).expect("check"), "same length, new tail");
+        w.write_all_at(b"xtatus: ok 0001\nstatus: ok 0002\n", 0).expect("pwrite");
+        assert!(!r.still_holds_what_was_read(&prefix).expect("check"), "same length, new head");
+    }
 
     /// (payload, start, end) of each piece handed out.
     type Piece = (Option<Vec<u8>>, u64, u64);

@@ -18,4 +18,7 @@ mod security;
 mod service;
 mod sink_formats;
 mod sink_positions;
+#[cfg(feature = "failpoints")]
+mod source_faults;
+mod source_identity;
 mod source_positions;

@@ -136,3 +136,76 @@ fn host_header_names_the_daemon_when_asked_for() {
 fn host_header_is_absent_by_default() {
     host_header(false);
 }
+
+/// Issue 14 finding 7: an exactly-once source whose offsets topic is not compacted (someone made
+/// it by hand, or with the cluster's default `cleanup.policy=delete`) would lose its positions to
+/// retention and read its files again from the start one day. It refuses to run, naming the topic
+/// and the setting, and sends nothing.
+#[test]
+fn an_offsets_topic_that_is_not_compacted_is_refused() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("offsets-policy");
+    let offsets = support::unique("offsets-not-compacted");
+    kafka::create_topic(&bootstrap, &offsets, 1, 3); // cleanup.policy=delete, the default
+    let mut d = Daemon::new(&bootstrap, &support::unique("offsets-policy-host"));
+    d.source_with(
+        "offsets-policy",
+        &topic,
+        1,
+        &format!("exactly_once = true\ntransaction_interval = \"200ms\"\noffsets_topic = \"{offsets}\"\n"),
+    );
+    append(&d.logs.join("app.log"), &["must not be sent".to_string()]);
+    d.start();
+    support::wait_for("the refusal", WAIT, || {
+        let log = d.log();
+        (log.contains("cleanup.policy") && log.contains(&offsets)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !kafka::topic_exists(&bootstrap, &topic) || kafka::read_topic(&bootstrap, &topic).is_empty(),
+        "nothing sent"
+    );
+    assert!(d.stop().success());
+}
+
+/// Issue 14 finding 7: on overlayfs (containers) and some network filesystems a file's device
+/// number changes across a remount while its inode and content stay; every file was read again
+/// from the start. Simulated by changing the device number recorded in the checkpoint: a file at
+/// the same path, with the same inode and the same first bytes, keeps its position.
+#[test]
+fn a_changed_device_number_keeps_the_position_of_the_same_file() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("device-changed");
+    let mut d = Daemon::new(&bootstrap, &support::unique("device-changed-host"));
+    d.source("device-changed", &topic, 1);
+    let log = d.logs.join("app.log");
+    let first: Vec<String> = (0..10).map(|i| format!("before the remount {i} {}", "x".repeat(30))).collect();
+    append(&log, &first);
+    d.start();
+    support::wait_for("the first lines", WAIT, || {
+        (kafka::read_topic(&bootstrap, &topic).len() >= first.len()).then_some(())
+    });
+    assert!(d.stop().success());
+    let state = d.root.path().join("state/sources/device-changed/checkpoints.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("read checkpoints")).expect("json");
+    let files = json["files"].as_array_mut().expect("files");
+    assert_eq!(files.len(), 1, "one file checkpointed: {files:?}");
+    let dev = files[0]["id"]["dev"].as_u64().expect("a device number");
+    files[0]["id"]["dev"] = serde_json::json!(dev ^ 0x5a5a);
+    std::fs::write(&state, serde_json::to_vec_pretty(&json).expect("json")).expect("write checkpoints");
+    let after: Vec<String> = (0..5).map(|i| format!("after the remount {i}")).collect();
+    append(&log, &after);
+    d.start();
+    support::wait_for("the new lines", WAIT, || {
+        (kafka::read_topic(&bootstrap, &topic).len() >= first.len() + after.len()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mut expected = first.clone();
+    expected.extend(after);
+    assert_eq!(kafka::read_topic(&bootstrap, &topic), expected, "the file goes on where it was");
+    assert!(d.log().contains("device number changed"), "said why:\n{}", d.log());
+    assert!(d.stop().success());
+}
