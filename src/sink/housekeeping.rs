@@ -153,7 +153,9 @@ pub fn pass(
                 stats.files_compressed.fetch_add(1, Ordering::Relaxed);
             }
             // Step 3 (or a crash after step 2): the compressed file is complete and durable.
-            fs::remove_file(&plain).map_err(at(&plain))?;
+            crate::failpoints::io("sink::compress::remove-plain")
+                .and_then(|()| fs::remove_file(&plain))
+                .map_err(at(&plain))?;
             fsutil::sync_dir(topic_dir).map_err(at(topic_dir))?;
         }
     }
@@ -194,7 +196,9 @@ pub fn pass(
         if !(too_many || too_big || too_old) {
             continue;
         }
-        fs::remove_file(&r.path).map_err(at(&r.path))?;
+        crate::failpoints::io("sink::retention::delete")
+            .and_then(|()| fs::remove_file(&r.path))
+            .map_err(at(&r.path))?;
         stats.files_deleted.fetch_add(1, Ordering::Relaxed);
         let why = if too_many {
             "keep_files"
@@ -243,8 +247,10 @@ fn compress(plain: &Path, done: &Path, how: Compression) -> io::Result<()> {
         Compression::None => return Ok(()),
     };
     out.set_modified(mtime)?;
+    crate::failpoints::io("sink::compress::fsync")?;
     out.sync_all()?;
     drop(out);
+    crate::failpoints::io("sink::compress::rename")?;
     fs::rename(&tmp, done)?;
     fsutil::sync_dir(dir)
 }

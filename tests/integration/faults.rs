@@ -107,6 +107,127 @@ const MATRIX: &[(&str, u32, &str)] = &[
     ("fsutil::write_atomic::dirsync", 3, ""),
 ];
 
+/// The archive as a reader sees it: rotated files, compressed (`.log.gz`, decompressed here) or
+/// not, then the active file, in offset order. A compression's `.tmp` is not part of it.
+fn archive_with_compressed(dir: &std::path::Path) -> Vec<String> {
+    use std::io::Read;
+    let mut files: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter(|(name, _)| name.ends_with(".log") || name.ends_with(".log.gz"))
+                .map(|(name, path)| (name.trim_end_matches(".gz").to_string(), path))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut out = Vec::new();
+    for (_, path) in files {
+        let bytes = std::fs::read(&path).expect("read an archive file");
+        let text = if path.extension().is_some_and(|x| x == "gz") {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(bytes.as_slice())
+                .read_to_string(&mut text)
+                .unwrap_or_else(|e| panic!("{}: not a whole gzip file: {e}", path.display()));
+            text
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        out.extend(text.lines().map(str::to_string));
+    }
+    out
+}
+
+/// A failpoint of the sink's housekeeping (compression, retention), which runs beside the writer
+/// once a second over the rotated files: after the fault and a restart without faults, the
+/// archive read through its compressed files is every record once in offset order — or, with
+/// retention (`keep_files`), a suffix of them that ends with the last — with no `.tmp` left and
+/// nothing set aside.
+fn housekeeping_case(failpoint: &str, skip: u32, fault: Fault, retention: bool) {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("housekeeping-faults");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    let mut expected = records(0, 600);
+    kafka::produce_all(&bootstrap, &topic, 0, &expected);
+    let mut d = Daemon::new(&bootstrap, &support::unique("housekeeping-host"));
+    let keep = if retention { "keep_files = 2\n" } else { "" };
+    d.sink(
+        &support::unique("housekeeping-sink"),
+        &[&topic],
+        &format!(
+            "rotate_bytes = \"1KiB\"\ncommit_interval = \"300ms\"\ncompression = \"gzip\"\n{keep}\
+             [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n"
+        ),
+    );
+    let spec = match fault {
+        Fault::Crash => format!("{failpoint}={skip}*off->return(crash)"),
+        Fault::Error => format!("{failpoint}={skip}*off->1*return->off"),
+    };
+    d.env("FAILPOINTS", &spec);
+    d.start();
+    match fault {
+        Fault::Crash => {
+            let status = d.wait_exit(WAIT).unwrap_or_else(|| {
+                panic!(
+                    "{spec}: the daemon never reached the failpoint\n{}",
+                    support::daemon::tail(&d.log(), 40)
+                )
+            });
+            assert!(!status.success(), "{spec}: the daemon exited by itself: {status:?}");
+        }
+        Fault::Error => {
+            d.wait_log(&format!("failpoint {failpoint}: error"), WAIT);
+            assert!(d.stop().success(), "{spec}: the daemon stops cleanly after the error");
+        }
+    }
+    d.clear_env();
+    d.start();
+    let more = records(600, 800);
+    kafka::produce_all(&bootstrap, &topic, 0, &more);
+    expected.extend(more);
+    let dir = d.archive.join(&topic);
+    let last = expected.last().cloned();
+    support::wait_for(&format!("{spec}: the last record archived"), WAIT, || {
+        (archive_with_compressed(&dir).last() == last.as_ref()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(2500)); // a housekeeping pass or two
+    let archived = archive_with_compressed(&dir);
+    let want =
+        if retention { &expected[expected.len().saturating_sub(archived.len())..] } else { &expected[..] };
+    assert!(
+        !archived.is_empty() && archived == want,
+        "{spec}: the archive is not {} in offset order: {} lines, first difference at {:?}\n{}",
+        if retention { "a suffix of the records" } else { "every record once" },
+        archived.len(),
+        archived.iter().zip(want).position(|(a, e)| a != e),
+        support::daemon::tail(&d.log(), 60)
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the topic directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || (n.ends_with(".log") && n != &format!("{topic}-0.log")))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new(), "{spec}: rotated files left uncompressed, or a .tmp");
+    assert_eq!(d.set_aside(&topic), Vec::<String>::new(), "{spec}: nothing committed may be set aside");
+    assert!(d.stop().success());
+}
+
+/// The housekeeping steps, the hits to let pass first, and whether retention is on.
+const HOUSEKEEPING: &[(&str, u32, bool)] = &[
+    ("sink::compress::fsync", 1, false),
+    ("sink::compress::rename", 1, false),
+    ("sink::compress::remove-plain", 1, false),
+    ("sink::retention::delete", 0, true),
+];
+
+#[test]
+fn a_crash_between_a_compressed_files_rename_and_its_originals_removal_repeats_nothing() {
+    housekeeping_case("sink::compress::remove-plain", 1, Fault::Crash, false);
+}
+
 /// Issue 22 as it happened: a crash after a rotation's commit and rename, with records in the
 /// new active file, before the next commit (commits here come only from rotations).
 #[test]
@@ -137,6 +258,18 @@ fn the_whole_sink_fault_matrix() {
         for fault in [Fault::Crash, Fault::Error] {
             eprintln!("fault matrix: {failpoint} {fault:?} after {skip} {also}");
             case_with(failpoint, *skip, fault, also);
+        }
+    }
+}
+
+/// The housekeeping part of the matrix: every compression and retention step × {crash, error}.
+#[test]
+#[ignore = "slow: the whole fault matrix (scripts/test --long)"]
+fn the_whole_housekeeping_fault_matrix() {
+    for (failpoint, skip, retention) in HOUSEKEEPING {
+        for fault in [Fault::Crash, Fault::Error] {
+            eprintln!("housekeeping fault matrix: {failpoint} {fault:?} after {skip}");
+            housekeeping_case(failpoint, *skip, fault, *retention);
         }
     }
 }
