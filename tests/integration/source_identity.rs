@@ -160,3 +160,48 @@ fn a_file_truncated_again_and_again_is_remembered_once() {
     assert!(d.log().contains("file truncated"), "the file was seen truncated:\n{}", d.log());
     assert_eq!(truncated.len(), 1, "one record for one content, not one per truncation: {truncated:?}");
 }
+
+/// Found by the torture's new `cp`-inside-the-glob fault: two copies of a file that is then
+/// truncated (an operator's `cp app.log app.log.bak`, then logrotate's copytruncate) were both
+/// read from where the original stopped: lines the source had not read yet were sent twice. The
+/// daemon is stopped (SIGSTOP) so that it lags behind the writer, as a busy one does.
+#[test]
+fn two_copies_of_a_truncated_file_send_its_unread_lines_once() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let topic = support::unique("two-copies");
+    let mut d = Daemon::new(&bootstrap, &support::unique("two-copies-host"));
+    d.connector(
+        "two-copies.toml",
+        &format!(
+            "name = \"two-copies\"\nkind = \"file-source\"\npaths = [\"{}/app.log*\"]\n{}\n\
+             [topic]\nname = \"{topic}\"\npartitions = 1\nreplication_factor = 3\n",
+            d.logs.display(),
+            eos_extra(true)
+        ),
+    );
+    let log = d.logs.join("app.log");
+    let read: Vec<String> = (0..10).map(|i| format!("read before {i:02} {}", "x".repeat(30))).collect();
+    append(&log, &read);
+    d.start();
+    wait_lines(&bootstrap, &topic, read.len(), WAIT);
+    std::thread::sleep(Duration::from_millis(500)); // its transaction committed
+    kill(Pid::from_raw(d.pid()), Signal::SIGSTOP).expect("SIGSTOP");
+    let unread: Vec<String> = (0..10).map(|i| format!("unread when copied {i:02}")).collect();
+    append(&log, &unread);
+    std::fs::copy(&log, d.logs.join("app.log.bak")).expect("cp app.log app.log.bak");
+    std::fs::copy(&log, d.logs.join("app.log.1")).expect("copytruncate: the copy");
+    std::fs::File::create(&log).expect("copytruncate: the truncation");
+    kill(Pid::from_raw(d.pid()), Signal::SIGCONT).expect("SIGCONT");
+    let mut expected = read.clone();
+    expected.extend(unread);
+    wait_lines(&bootstrap, &topic, expected.len(), WAIT);
+    std::thread::sleep(Duration::from_secs(4)); // past the identification grace
+    let mut got = kafka::read_topic(&bootstrap, &topic);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every line once, whichever copy it came from");
+    assert!(d.stop().success());
+}
