@@ -369,8 +369,9 @@ const IDENTIFY_GRACE: Duration = Duration::from_secs(2);
 enum Identity {
     /// It starts with the bytes of a file that is still followed.
     CopyOfLive(FileId),
-    /// It starts with what a truncated or finished file held: read from where that one stopped.
-    CopyOfGone(u64),
+    /// It starts with what a truncated or finished file held (the index of that record in the
+    /// truncations): read from where that one stopped (`claim_copy`).
+    CopyOfGone(usize),
     New,
     /// Its bytes so far are a prefix of a known file's: wait for more.
     Undecided,
@@ -391,8 +392,8 @@ fn identify(
     let by_fingerprint = |t: &Truncation| {
         t.prefix.is_empty() && t.fingerprint.len > 0 && t.fingerprint.matches(file).unwrap_or(false)
     };
-    if let Some(t) = truncations.iter().rev().find(|t| same(&t.prefix) || by_fingerprint(t)) {
-        return Identity::CopyOfGone(t.position);
+    if let Some(i) = truncations.iter().rposition(|t| same(&t.prefix) || by_fingerprint(t)) {
+        return Identity::CopyOfGone(i);
     }
     let others = || files.iter().filter(|(id, _)| Some(**id) != myself);
     if let Some((id, _)) = others().find(|(_, t)| t.held_by.is_none() && same(&t.prefix)) {
@@ -635,7 +636,7 @@ impl<'a> Source<'a> {
                 txn = Txn { open: true, lines: 0, since: Instant::now() };
             }
             let progress_before = self.stats.progress();
-            self.settle_identities(&mut files, &truncations);
+            self.settle_identities(&mut files, &mut truncations);
             for t in files.values_mut() {
                 self.pump(&producer, t, &mut truncations)?;
             }
@@ -931,9 +932,10 @@ impl<'a> Source<'a> {
                 0
             }
             None => match identify(&file, None, files, truncations) {
-                Identity::CopyOfGone(position) => {
-                    tracing::info!(connector = %self.connector.name, path = %path.display(), position, "a copy of a truncated file (copytruncate): reading only its unread tail");
-                    position.min(size)
+                Identity::CopyOfGone(i) => {
+                    let start = claim_copy(truncations, i, size);
+                    tracing::info!(connector = %self.connector.name, path = %path.display(), start, "a copy of a truncated file (copytruncate): reading only its unread tail");
+                    start
                 }
                 Identity::CopyOfLive(orig) => {
                     tracing::info!(connector = %self.connector.name, path = %path.display(), "a copy of a followed file (copytruncate): held until the original is truncated");
@@ -1182,7 +1184,7 @@ impl<'a> Source<'a> {
 
     /// Decides what new files that might be copies still being written are, once they can be
     /// told apart (or the grace period is over).
-    fn settle_identities(&self, files: &mut HashMap<FileId, Tracked>, truncations: &[Truncation]) {
+    fn settle_identities(&self, files: &mut HashMap<FileId, Tracked>, truncations: &mut [Truncation]) {
         let pending: Vec<FileId> =
             files.iter().filter(|(_, t)| t.unidentified_since.is_some()).map(|(id, _)| *id).collect();
         for id in pending {
@@ -1200,9 +1202,9 @@ impl<'a> Source<'a> {
                     tracing::info!(connector = %self.connector.name, path = %t.path.display(), "a copy of a followed file (copytruncate): held until the original is truncated");
                     t.held_by = Some(orig);
                 }
-                Identity::CopyOfGone(position) => {
+                Identity::CopyOfGone(i) => {
                     let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-                    let start = position.min(size);
+                    let start = claim_copy(truncations, i, size);
                     if let Ok(file) = t.reader.file().try_clone() {
                         tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, "a copy of a truncated file (copytruncate): reading only its unread tail");
                         t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
@@ -1219,16 +1221,16 @@ impl<'a> Source<'a> {
 
     /// Releases held copies whose original was truncated or finished: they start where the
     /// original's reading of the same bytes stopped.
-    fn release_copies(&self, files: &mut HashMap<FileId, Tracked>, truncations: &[Truncation]) {
+    fn release_copies(&self, files: &mut HashMap<FileId, Tracked>, truncations: &mut [Truncation]) {
         for t in files.values_mut() {
             let Some(orig) = t.held_by else { continue };
-            let Some(tr) =
-                truncations.iter().rev().find(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
+            let Some(i) =
+                truncations.iter().rposition(|tr| tr.fingerprint.matches(t.reader.file()).unwrap_or(false))
             else {
                 continue;
             };
             let size = t.reader.file().metadata().map(|m| m.len()).unwrap_or(0);
-            let start = tr.position.min(size);
+            let start = claim_copy(truncations, i, size);
             let Ok(file) = t.reader.file().try_clone() else { continue };
             tracing::info!(connector = %self.connector.name, path = %t.path.display(), start, original = ?orig, "copy released: reading its unread tail");
             t.reader = Reader::new(file, start, self.cfg.max_line_bytes, self.cfg.long_lines)
@@ -1489,6 +1491,16 @@ fn same_file_other_device<'c>(
             && e.fingerprint.len > 0
             && e.fingerprint.matches(file).unwrap_or(false)
     })
+}
+
+/// A copy of the content truncation `i` recorded takes it from where reading stopped up to the
+/// copy's own size; a second copy of the same content (an operator's `cp` beside logrotate's copy)
+/// goes on from there, so that no part is read twice. Returns where the copy starts.
+fn claim_copy(truncations: &mut [Truncation], i: usize, size: u64) -> u64 {
+    let t = &mut truncations[i];
+    let start = t.position.min(size);
+    t.position = t.position.max(size);
+    start
 }
 
 /// Truncation records kept at most (the newest): each waits for a copy of what its file held.
