@@ -7,19 +7,13 @@
 use std::time::Duration;
 
 use crate::support::daemon::Daemon;
+use crate::support::faults::Fault;
 use crate::support::{self, kafka};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 fn records(from: usize, to: usize) -> Vec<String> {
     (from..to).map(|i| format!("r{i:05}")).collect()
-}
-
-/// Crash: abort at the (`skip`+1)th time the step is reached. Error: fail that once, then pass.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    Crash,
-    Error,
 }
 
 /// One case: `failpoint` goes off at its (`skip`+1)th hit while a 1-partition topic of 600
@@ -45,29 +39,14 @@ fn case_with(failpoint: &str, skip: u32, fault: Fault, also: &str) {
         "rotate_bytes = \"1KiB\"\ncommit_interval = \"300ms\"\n\
          [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
     );
-    let spec = match fault {
-        Fault::Crash => format!("{failpoint}={skip}*off->return(crash)"),
-        Fault::Error => format!("{failpoint}={skip}*off->1*return->off"),
-    };
+    let spec = fault.spec(failpoint, skip);
     let spec = if also.is_empty() { spec } else { format!("{also};{spec}") };
     d.env("FAILPOINTS", &spec);
     d.start();
-    match fault {
-        Fault::Crash => {
-            let status = d.wait_exit(WAIT).unwrap_or_else(|| {
-                panic!(
-                    "{spec}: the daemon never reached the failpoint\n{}",
-                    support::daemon::tail(&d.log(), 40)
-                )
-            });
-            assert!(!status.success(), "{spec}: the daemon exited by itself, not by the crash: {status:?}");
-            assert!(d.log().contains(&format!("failpoint {failpoint}: crash")), "{spec}: not our crash");
-        }
-        Fault::Error => {
-            d.wait_log(&format!("failpoint {failpoint}: error"), WAIT);
-            d.wait_archived(&topic, expected.len(), WAIT);
-            assert!(d.stop().success(), "{spec}: the daemon stops cleanly after the error");
-        }
+    fault.wait(&mut d, failpoint, &spec, WAIT);
+    if fault == Fault::Error {
+        d.wait_archived(&topic, expected.len(), WAIT);
+        assert!(d.stop().success(), "{spec}: the daemon stops cleanly after the error");
     }
     d.clear_env();
     d.start();
@@ -161,26 +140,12 @@ fn housekeeping_case(failpoint: &str, skip: u32, fault: Fault, retention: bool) 
              [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n"
         ),
     );
-    let spec = match fault {
-        Fault::Crash => format!("{failpoint}={skip}*off->return(crash)"),
-        Fault::Error => format!("{failpoint}={skip}*off->1*return->off"),
-    };
+    let spec = fault.spec(failpoint, skip);
     d.env("FAILPOINTS", &spec);
     d.start();
-    match fault {
-        Fault::Crash => {
-            let status = d.wait_exit(WAIT).unwrap_or_else(|| {
-                panic!(
-                    "{spec}: the daemon never reached the failpoint\n{}",
-                    support::daemon::tail(&d.log(), 40)
-                )
-            });
-            assert!(!status.success(), "{spec}: the daemon exited by itself: {status:?}");
-        }
-        Fault::Error => {
-            d.wait_log(&format!("failpoint {failpoint}: error"), WAIT);
-            assert!(d.stop().success(), "{spec}: the daemon stops cleanly after the error");
-        }
+    fault.wait(&mut d, failpoint, &spec, WAIT);
+    if fault == Fault::Error {
+        assert!(d.stop().success(), "{spec}: the daemon stops cleanly after the error");
     }
     d.clear_env();
     d.start();

@@ -11,15 +11,10 @@
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, append};
+use crate::support::faults::Fault;
 use crate::support::{self, kafka};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    Crash,
-    Error,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -52,10 +47,7 @@ fn case(failpoint: &str, skip: u32, fault: Fault, mode: Mode) {
         1,
         &format!("{delivery}max_line_bytes = 64\nlong_lines = \"skip\"\ndead_letter_topic = \"{dlq}\"\n"),
     );
-    let spec = match fault {
-        Fault::Crash => format!("{failpoint}={skip}*off->return(crash)"),
-        Fault::Error => format!("{failpoint}={skip}*off->1*return->off"),
-    };
+    let spec = fault.spec(failpoint, skip);
     d.env("FAILPOINTS", &spec);
     let log = d.logs.join("app.log");
     let all: Vec<String> = (0..500).map(line).collect();
@@ -77,19 +69,7 @@ fn case(failpoint: &str, skip: u32, fault: Fault, mode: Mode) {
             }
         })
     };
-    match fault {
-        Fault::Crash => {
-            let status = d.wait_exit(WAIT).unwrap_or_else(|| {
-                panic!(
-                    "{spec}: the daemon never reached the failpoint\n{}",
-                    support::daemon::tail(&d.log(), 40)
-                )
-            });
-            assert!(!status.success(), "{spec}: the daemon exited by itself: {status:?}");
-            assert!(d.log().contains(&format!("failpoint {failpoint}: crash")), "{spec}: not our crash");
-        }
-        Fault::Error => d.wait_log(&format!("failpoint {failpoint}: error"), WAIT),
-    }
+    fault.wait(&mut d, failpoint, &spec, WAIT);
     writer.join().expect("writer");
     if fault == Fault::Crash {
         d.clear_env();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod faults;
 pub mod kafka;
 
 use std::path::PathBuf;
