@@ -50,7 +50,7 @@ fn case(failpoint: &str, skip: u32, fault: Fault, mode: Mode) {
     let spec = fault.spec(failpoint, skip);
     d.env("FAILPOINTS", &spec);
     let log = d.logs.join("app.log");
-    let all: Vec<String> = (0..500).map(line).collect();
+    let all: Vec<String> = (0..2000).map(line).collect();
     append(&log, &all[..20]);
     d.start();
     // (A failpoint at start-up may end the daemon before it follows anything.)
@@ -58,24 +58,34 @@ fn case(failpoint: &str, skip: u32, fault: Fault, mode: Mode) {
         let log = d.log();
         (log.contains("following file") || log.contains(&format!("failpoint {failpoint}"))).then_some(())
     });
-    // Lines keep coming while the fault happens: 10 every 50 ms (about 20 transactions or
-    // checkpoints at 100 ms).
+    // Lines keep coming until the fault happened: 10 every 50 ms (a transaction or checkpoint
+    // every 100 ms), for as long as a loaded machine needs to reach the failpoint's hit.
+    let faulted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (log, lines) = (log.clone(), all[20..400].to_vec());
+        // (The last 100 are kept for after the fault.)
+        let (log, lines, faulted) = (log.clone(), all[20..all.len() - 100].to_vec(), faulted.clone());
         std::thread::spawn(move || {
+            let mut written = 0;
             for chunk in lines.chunks(10) {
+                if faulted.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 append(&log, chunk);
+                written += chunk.len();
                 std::thread::sleep(Duration::from_millis(50));
             }
+            written
         })
     };
     fault.wait(&mut d, failpoint, &spec, WAIT);
-    writer.join().expect("writer");
+    faulted.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = 20 + writer.join().expect("writer");
     if fault == Fault::Crash {
         d.clear_env();
         d.start();
     }
-    append(&log, &all[400..]);
+    // The rest, after the restart (or after the error): at least 100 lines.
+    append(&log, &all[written..]);
     let expected: Vec<String> = all.iter().filter(|l| !is_long(l)).cloned().collect();
     let letters: Vec<String> = all.iter().filter(|l| is_long(l)).cloned().collect();
     support::wait_for(&format!("{spec} {mode:?}: every line"), WAIT, || {
