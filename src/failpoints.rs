@@ -16,6 +16,12 @@ use std::io;
 /// is set to crash, `None` otherwise (always `None` without the `failpoints` feature).
 #[inline(always)]
 pub fn fire(name: &str) -> Option<String> {
+    #[cfg(test)]
+    {
+        if let Some(message) = hook::fire(name) {
+            return Some(message);
+        }
+    }
     #[cfg(feature = "failpoints")]
     {
         if let Some(arg) = fail::eval(name, |arg| arg.unwrap_or_default()) {
@@ -49,5 +55,32 @@ pub fn setup() {
         if let Ok(spec) = std::env::var("FAILPOINTS") {
             eprintln!("failpoints set: {spec}");
         }
+    }
+}
+
+/// Unit tests only: a step hook for this thread, asked first at every failpoint. The sink
+/// writer's model test counts the durable steps with it and stops the writer at a chosen one
+/// (a crash there), without the `failpoints` feature and without touching other tests' threads.
+#[cfg(test)]
+pub mod hook {
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnMut(&str) -> Option<String>>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Sets this thread's hook: `Some(message)` makes the step fail as a failpoint would.
+    pub fn set(hook: impl FnMut(&str) -> Option<String> + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    pub fn clear() {
+        HOOK.with(|h| *h.borrow_mut() = None);
+    }
+
+    pub(super) fn fire(name: &str) -> Option<String> {
+        HOOK.with(|h| h.borrow_mut().as_mut().and_then(|hook| hook(name)))
     }
 }

@@ -5,11 +5,15 @@
 
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod failpoints;
 pub mod fsutil;
 pub mod http;
 pub mod kafka;
+pub mod latency;
 pub mod metrics;
 pub mod sink;
 pub mod source;
+pub mod status;
+pub mod stop;

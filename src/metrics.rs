@@ -12,26 +12,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as PromRegistry;
 
-use crate::daemon::status::{Registry, State, Stats};
+use crate::status::{Registry, State, Stats};
 
-/// Latency in seconds, buckets from 1 ms doubling to ~33 s.
-#[derive(Debug)]
-pub struct LatencyHistogram(Histogram);
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        LatencyHistogram(Histogram::new(exponential_buckets(0.001, 2.0, 16)))
-    }
-}
-
-impl LatencyHistogram {
-    pub fn observe(&self, d: std::time::Duration) {
-        self.0.observe(d.as_secs_f64());
-    }
-}
+pub use crate::latency::LatencyHistogram;
 
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -98,7 +83,7 @@ fn histogram(
     help: &str,
     samples: &[(Labels<'_>, &LatencyHistogram)],
 ) -> std::fmt::Result {
-    family(enc, name, help, MetricType::Histogram, samples, |h, e| h.0.encode(e))
+    family(enc, name, help, MetricType::Histogram, samples, |h, e| h.histogram().encode(e))
 }
 
 impl Collector for Connectors {
@@ -178,6 +163,12 @@ impl Collector for Connectors {
             "macklake_source_records_dead_lettered",
             "Over-long lines also sent to the dead-letter topic",
             &by(&|s| get(&s.dead_lettered)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_source_copies_read_whole",
+            "Files held as a copy of another that outgrew it and were read whole (lines they share may be sent twice)",
+            &by(&|s| get(&s.copies_read_whole)),
         )?;
         let mut long = Vec::new();
         for (n, s) in &sources {

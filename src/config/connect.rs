@@ -303,7 +303,7 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         let c: SinkConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
             ConfigError::new(&raw.file, format!("internal error mapping the Connect config: {e}"))
         })?;
-        ConnectorKind::Sink(c)
+        ConnectorKind::Sink(c.with_file_target(PathBuf::from(file)))
     };
     // producer.override.* / consumer.override.*: the connector's [kafka] overrides, with the
     // same reserved properties and secret references as a TOML connector's.
@@ -420,6 +420,13 @@ mod tests {
         let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
         assert_eq!(s.topics, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(c.group_id(), "connect-local-file-sink");
+    }
+
+    #[test]
+    fn a_filestream_sink_targets_its_file() {
+        let c = props("name=x\nconnector.class=FileStreamSink\nfile=/tmp/o\ntopics=t\n").expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.target(), &crate::config::Target::File(PathBuf::from("/tmp/o")));
     }
 
     #[test]

@@ -184,6 +184,33 @@ pub struct SinkConfig {
     // Read by `Head` (resolved, redacted); not kept here, so `Debug` cannot show a raw password.
     #[serde(default, rename = "kafka")]
     _kafka: de::IgnoredAny,
+    /// Where the sink writes, as validation decided it from `dir` and `file` (see `target`).
+    #[serde(skip)]
+    target: Option<Target>,
+}
+
+/// Where a sink writes: exactly one of `dir` and `file`, decided once by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `dir`: a directory of rotating files, `DIR/TOPIC/TOPIC-PARTITION.log`.
+    Dir(PathBuf),
+    /// `file`: one file every assigned partition appends to, never rotated.
+    File(PathBuf),
+}
+
+impl SinkConfig {
+    /// Where the sink writes. Every `SinkConfig` the crate hands out comes from `ConnectorConfig`'s
+    /// parsers, which validate it and set this (a `SinkConfig` deserialized on its own is not a
+    /// connector yet).
+    pub fn target(&self) -> &Target {
+        self.target.as_ref().expect("a SinkConfig is validated (dir or file) before it is used")
+    }
+
+    /// The Kafka Connect mapping's sink (`file` only; its keys were validated there).
+    pub(super) fn with_file_target(mut self, file: PathBuf) -> SinkConfig {
+        self.target = Some(Target::File(file));
+        self
+    }
 }
 
 /// How record values relate to lines (sources) or file contents (sinks).
@@ -210,10 +237,13 @@ fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     }
 }
 
+/// The mode of the files a sink writes unless `file_mode` says otherwise.
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
+
 mod defaults {
     use std::time::Duration;
     pub fn file_mode() -> u32 {
-        crate::sink::paths::DEFAULT_FILE_MODE
+        super::DEFAULT_FILE_MODE
     }
     pub fn max_line_bytes() -> u64 {
         1024 * 1024
@@ -417,9 +447,9 @@ impl ConnectorConfig {
                 ConnectorKind::Source(c)
             }
             Some("file-sink") => {
-                let c: SinkConfig =
+                let mut c: SinkConfig =
                     toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
-                validate_sink(file, text, &c)?;
+                c.target = Some(validate_sink(file, text, &c)?);
                 ConnectorKind::Sink(c)
             }
             Some(other) => {
@@ -514,7 +544,8 @@ fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), Conf
     Ok(())
 }
 
-fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigError> {
+/// Checks a sink's keys and returns where it writes.
+fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<Target, ConfigError> {
     if c.topics.is_empty() {
         return Err(ConfigError::at_key(file, text, None, "topics", "give at least one topic"));
     }
@@ -535,7 +566,7 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
             ));
         }
     }
-    match (&c.dir, &c.file) {
+    let target = match (&c.dir, &c.file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::at_key(
                 file,
@@ -560,6 +591,7 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
                 format!("`{}` is relative: the sink directory must be absolute", dir.display()),
             ));
         }
+        (Some(dir), None) => Target::Dir(dir.clone()),
         (None, Some(f)) => {
             if !f.is_absolute() || f.file_name().is_none() {
                 return Err(ConfigError::at_key(
@@ -597,16 +629,16 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<(), ConfigEr
                     ));
                 }
             }
+            Target::File(f.clone())
         }
-        (Some(_), None) => {}
-    }
+    };
     if c.keep_files == Some(0) {
         return Err(ConfigError::at_key(file, text, None, "keep_files", "must be at least 1"));
     }
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
     }
-    Ok(())
+    Ok(target)
 }
 
 /// True if `key` is written at the top level of the connector file (to reject keys that do not
@@ -648,10 +680,9 @@ pub fn load_dir(
                 ));
             }
             let targets: Vec<PathBuf> = match &c.kind {
-                ConnectorKind::Sink(sink) => match (&sink.dir, &sink.file) {
-                    (Some(dir), _) => sink.topics.iter().map(|t| dir.join(t)).collect(),
-                    (None, Some(file)) => vec![file.clone()],
-                    (None, None) => Vec::new(),
+                ConnectorKind::Sink(sink) => match sink.target() {
+                    Target::Dir(dir) => sink.topics.iter().map(|t| dir.join(t)).collect(),
+                    Target::File(file) => vec![file.clone()],
                 },
                 ConnectorKind::Source(_) => Vec::new(),
             };
@@ -823,6 +854,18 @@ mod tests {
         assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.group.id")));
         let err = parse("name = \"a\"\nkind = \"file-pipe\"\n").expect_err("kind");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn validation_decides_the_sink_target() {
+        let c = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/srv/all.txt\"\n")
+            .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.target(), &Target::File(PathBuf::from("/srv/all.txt")));
+        let c = parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/srv/archive\"\n")
+            .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert_eq!(s.target(), &Target::Dir(PathBuf::from("/srv/archive")));
     }
 
     #[test]

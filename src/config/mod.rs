@@ -17,7 +17,7 @@ pub mod units;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use connector::{ConnectorConfig, ConnectorKind, SinkConfig, SourceConfig};
+pub use connector::{ConnectorConfig, ConnectorKind, SinkConfig, SourceConfig, Target};
 pub use daemon::DaemonConfig;
 
 /// A configuration problem, located as precisely as the parser allows.

@@ -8,7 +8,6 @@
 //! panic in one is caught); connector configuration comes only from files.
 
 pub mod state_lock;
-pub mod status;
 pub mod supervisor;
 pub mod systemd;
 
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::DaemonConfig;
 use crate::config::connector::{LoadContext, load_dir};
-use status::Registry;
+use crate::status::Registry;
 use supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]

@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::status::{ConnectorStatus, Registry, State, Stats};
 use crate::config::kafka_props::merged;
 use crate::config::{ConfigError, ConnectorConfig, ConnectorKind, DaemonConfig};
 use crate::sink::Sink;
+use crate::source::Source;
 use crate::source::claims::Claims;
-use crate::source::{Source, sleep_unless};
+use crate::status::{ConnectorStatus, Registry, State, Stats};
+use crate::stop::Backoff;
 
 /// What to do once a stopping connector has drained.
 enum Then {
@@ -29,14 +30,7 @@ enum Then {
     Park(State),
 }
 
-/// Requests from the REST API, applied by the supervisor loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Pause(String),
-    Resume(String),
-    Stop(String),
-    Restart(String),
-}
+pub use crate::control::Request;
 
 struct Slot {
     connector: ConnectorConfig,
@@ -168,9 +162,12 @@ impl Supervisor {
         let stop = Arc::new(AtomicBool::new(false));
         let (c, config, stop2, status2, claims) =
             (connector.clone(), self.config.clone(), stop.clone(), status.clone(), self.claims.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("connector-{}", connector.name))
-            .spawn(move || supervise(&c, &config, &stop2, &status2, &claims));
+        let handle =
+            std::thread::Builder::new().name(format!("connector-{}", connector.name)).spawn(move || {
+                // Everything the connector logs from its thread carries its name.
+                let _span = tracing::info_span!("connector", connector = %c.name).entered();
+                supervise(&c, &config, &stop2, &status2, &claims)
+            });
         let handle = match handle {
             Ok(h) => Some(h),
             Err(error) => {
@@ -308,7 +305,7 @@ fn supervise(
     claims: &Arc<Claims>,
 ) {
     let props = merged(&config.kafka, &connector.kafka);
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         let started = Instant::now();
         status.running();
@@ -349,11 +346,10 @@ fn supervise(
             ),
         };
         if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
         }
-        tracing::error!(connector = %connector.name, file = %connector.file.display(), error = %cause, retry_in = ?backoff, "connector failed; restarting it");
+        tracing::error!(connector = %connector.name, file = %connector.file.display(), error = %cause, retry_in = ?backoff.next(), "connector failed; restarting it");
         status.failed(cause);
-        sleep_unless(stop, backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(60));
+        backoff.wait(stop);
     }
 }

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::config::ConnectorKind;
 use crate::config::connector::Origin;
-use crate::daemon::status::{ConnectorStatus, State as ConnState, Stats};
-use crate::daemon::supervisor::Request;
+use crate::control::Request;
+use crate::status::{ConnectorStatus, State as ConnState, Stats};
 
 /// The Kafka version the FileStream connector classes are reported with (the one the local
 /// cluster and the compatibility tests use).

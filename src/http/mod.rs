@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::config::kafka_props::KafkaProps;
-use crate::daemon::status::Registry;
-use crate::daemon::supervisor::Request;
+use crate::control::Request;
+use crate::status::Registry;
 
 pub mod client;
 pub mod connect_api;
@@ -67,10 +67,8 @@ impl AppState {
         if cached.is_none() {
             let props = self.kafka.clone();
             *cached = tokio::task::spawn_blocking(move || {
-                use rdkafka::consumer::Consumer;
-                let consumer: rdkafka::consumer::BaseConsumer =
-                    crate::kafka::client::base(&props).create().ok()?;
-                consumer.client().fetch_cluster_id(std::time::Duration::from_secs(5))
+                let config = crate::kafka::client::base(&props);
+                crate::kafka::admin::cluster_id(&config, std::time::Duration::from_secs(5))
             })
             .await
             .ok()

@@ -52,6 +52,12 @@ fn fetch_metadata(
 /// The broker ids the cluster's metadata lists, asked through `bootstrap`.
 ///
 /// Blocking; call from a plain thread or `spawn_blocking`.
+/// The cluster's id (for the REST API's root), or None if Kafka does not answer in `timeout`.
+pub fn cluster_id(config: &ClientConfig, timeout: Duration) -> Option<String> {
+    let consumer: BaseConsumer = config.create().ok()?;
+    consumer.client().fetch_cluster_id(timeout)
+}
+
 pub fn broker_ids(bootstrap: &str, timeout: Duration) -> Result<Vec<i32>, KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

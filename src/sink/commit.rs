@@ -157,6 +157,11 @@ impl CommitCache {
         Ok(CommitCache { path: path.to_path_buf(), partitions })
     }
 
+    /// The file it is kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Cached {
         self.partitions.get(&key(topic, partition)).cloned().unwrap_or_default()
     }

@@ -97,7 +97,7 @@ pub fn run(
                 }
             }
         }
-        crate::source::sleep_unless(stop, interval);
+        crate::stop::sleep_unless(stop, interval);
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o750;
-pub const DEFAULT_FILE_MODE: u32 = 0o640;
+pub use crate::config::connector::DEFAULT_FILE_MODE;
 
 /// Creates (if needed) and returns `sink_dir/topic`, refusing names and places that would lead
 /// outside `sink_dir`.

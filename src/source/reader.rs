@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use super::fingerprint::FINGERPRINT_BYTES;
 use crate::config::connector::LongLinePolicy;
 
 const CHUNK: usize = 64 * 1024;
@@ -84,6 +85,8 @@ pub struct Reader {
     tail: Vec<u8>,
     /// Whether over-long lines are reported as dead letters.
     dead_letters: bool,
+    /// See `rewritten()`.
+    rewritten: bool,
     long: Option<LongLine>,
     /// A finished over-long line whose dead letter is still to be handed out.
     pending_dead_letter: Option<(LongLine, u64, u64)>,
@@ -103,6 +106,7 @@ impl Reader {
             head: Vec::new(),
             tail: Vec::new(),
             dead_letters: false,
+            rewritten: false,
             long: None,
             pending_dead_letter: None,
         }
@@ -157,8 +161,14 @@ impl Reader {
     /// rewritten in place — with content of the same length (a status file, fixed-width
     /// records), or longer — which neither its size nor its inode tells.
     pub fn still_holds_what_was_read(&self, prefix: &[u8]) -> io::Result<bool> {
+        self.holds(prefix, &self.tail, self.read_position())
+    }
+
+    /// Whether the file holds `prefix` at 0 and `tail` just before `end`.
+    fn holds(&self, prefix: &[u8], tail: &[u8], end: u64) -> io::Result<bool> {
         let differs = |bytes: &[u8], at: u64| -> io::Result<bool> {
-            let mut buf = vec![0u8; bytes.len()];
+            let mut buf = [0u8; FINGERPRINT_BYTES];
+            let buf = &mut buf[..bytes.len().min(FINGERPRINT_BYTES)];
             let mut got = 0;
             while got < buf.len() {
                 match self.file.read_at(&mut buf[got..], at + got as u64)? {
@@ -166,11 +176,17 @@ impl Reader {
                     n => got += n,
                 }
             }
-            Ok(buf[..got] != bytes[..got] || got < bytes.len())
+            Ok(got < buf.len() || buf[..] != bytes[..buf.len()])
         };
-        let end = self.read_position();
-        let tail_at = end - self.tail.len() as u64;
-        Ok(!differs(prefix, 0)? && !differs(&self.tail, tail_at)?)
+        let tail_at = end - tail.len() as u64;
+        Ok(!differs(prefix, 0)? && !differs(tail, tail_at)?)
+    }
+
+    /// True once a read found the file no longer holding what was read before (rewritten in
+    /// place or truncated between the caller's look and the read): the bytes of that read were
+    /// dropped, and nothing more is read; the caller starts over on the new content.
+    pub fn rewritten(&self) -> bool {
+        self.rewritten
     }
 
     /// True if bytes of an unterminated line are waiting.
@@ -180,7 +196,18 @@ impl Reader {
 
     /// Reads up to `budget` new bytes and offers every complete line to `f`, in order.
     /// Returns how many bytes were read from the file.
-    pub fn poll(&mut self, budget: usize, f: &mut impl FnMut(Line<'_>) -> Flow) -> io::Result<usize> {
+    ///
+    /// `prefix` is the file's first bytes as the caller knows them (may be empty). Every read is
+    /// checked afterwards against them and the last bytes read before it: a rewrite in place
+    /// that happened just before the read looks like growth by its size alone. Checking after the
+    /// read, not before, leaves no gap: a rewrite after the check means the bytes read were the
+    /// old content's.
+    pub fn poll(
+        &mut self,
+        budget: usize,
+        prefix: &[u8],
+        f: &mut impl FnMut(Line<'_>) -> Flow,
+    ) -> io::Result<usize> {
         let mut read = 0;
         loop {
             if self.cut(f) == Flow::Stop {
@@ -189,7 +216,7 @@ impl Reader {
             if read >= budget {
                 return Ok(read);
             }
-            let n = self.fill()?;
+            let n = self.fill(prefix)?;
             if n == 0 {
                 return Ok(read);
             }
@@ -215,29 +242,46 @@ impl Reader {
         flow
     }
 
-    fn fill(&mut self) -> io::Result<usize> {
+    fn fill(&mut self, prefix: &[u8]) -> io::Result<usize> {
+        if self.rewritten {
+            return Ok(0);
+        }
         if self.consumed > 0 && self.consumed * 2 >= self.buf.len() {
             self.buf.drain(..self.consumed);
             self.buf_start += self.consumed as u64;
             self.consumed = 0;
         }
         let old = self.buf.len();
+        let at = self.buf_start + old as u64;
         self.buf.resize(old + CHUNK, 0);
-        let result = self.file.read_at(&mut self.buf[old..], self.buf_start + old as u64);
-        let n = *result.as_ref().unwrap_or(&0);
+        let n = match self.file.read_at(&mut self.buf[old..], at) {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(old);
+                return Err(e);
+            }
+        };
         self.buf.truncate(old + n);
+        if n == 0 {
+            return Ok(0);
+        }
+        // The reader's own first bytes are as good as the caller's when it began at 0.
+        let prefix = if prefix.len() >= self.head.len() { prefix } else { &self.head };
+        if !self.holds(prefix, &self.tail, at)? {
+            self.buf.truncate(old);
+            self.rewritten = true;
+            return Ok(0);
+        }
         let new = &self.buf[old..old + n];
         self.tail.extend_from_slice(&new[n.saturating_sub(TAIL_BYTES)..]);
         if self.tail.len() > TAIL_BYTES {
             self.tail.drain(..self.tail.len() - TAIL_BYTES);
         }
-        let at = self.buf_start + old as u64;
-        let want = super::fingerprint::FINGERPRINT_BYTES;
-        if at == self.head.len() as u64 && self.head.len() < want {
-            let take = n.min(want - self.head.len());
+        if at == self.head.len() as u64 && self.head.len() < FINGERPRINT_BYTES {
+            let take = n.min(FINGERPRINT_BYTES - self.head.len());
             self.head.extend_from_slice(&self.buf[old..old + take]);
         }
-        result
+        Ok(n)
     }
 
     /// Offers the complete lines (and over-long pieces) in `buf`.
@@ -341,19 +385,61 @@ mod tests {
         let path = dir.path().join("status.log");
         std::fs::write(&path, b"status: ok 0001\n").expect("write");
         let mut r = Reader::new(File::open(&path).expect("open"), 0, 1024, LongLinePolicy::Split);
-        r.poll(1 << 20, &mut |_| Flow::Continue).expect("poll");
+        r.poll(1 << 20, &[], &mut |_| Flow::Continue).expect("poll");
         let prefix = r.head().to_vec();
         assert!(r.still_holds_what_was_read(&prefix).expect("check"), "nothing changed yet");
         let f = std::fs::OpenOptions::new().append(true).open(&path).expect("open for append");
         (&f).write_all(b"status: ok 0002\n").expect("append");
         assert!(r.still_holds_what_was_read(&prefix).expect("check"), "growth is not a rewrite");
-        r.poll(1 << 20, &mut |_| Flow::Continue).expect("poll");
+        r.poll(1 << 20, &[], &mut |_| Flow::Continue).expect("poll");
         let w = std::fs::OpenOptions::new().write(true).open(&path).expect("open for rewrite");
         // The same first line, a different second one of the same length: only the tail shows it.
         w.write_all_at(b"status: ok 0001\nstatus: ko 0003\n", 0).expect("pwrite");
         assert!(!r.still_holds_what_was_read(&prefix).expect("check"), "same length, new tail");
         w.write_all_at(b"xtatus: ok 0001\nstatus: ok 0002\n", 0).expect("pwrite");
         assert!(!r.still_holds_what_was_read(&prefix).expect("check"), "same length, new head");
+    }
+
+    /// A rewrite in place that happens between the caller's look at the file and the read
+    /// (emptied and refilled with more bytes than were read: the torture's `rewrite in place`,
+    /// seed 94742826) must not hand out the new content's bytes past the old read position as
+    /// if the old file had grown: they are sent again when the rewrite is noticed (15
+    /// exactly-once duplicates in that run).
+    #[test]
+    fn a_rewrite_between_the_look_and_the_read_hands_out_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, b"old line 0001\nold line 0002\n").expect("write");
+        let mut r = Reader::new(File::open(&path).expect("open"), 0, 1024, LongLinePolicy::Split);
+        r.poll(1 << 20, &[], &mut |_| Flow::Continue).expect("poll");
+        let prefix = r.head().to_vec();
+        // The caller looked (nothing moved), then the writer rewrote the file, then it reads.
+        std::fs::write(&path, b"new line 0003\nnew line 0004\nnew line 0005\n").expect("rewrite");
+        let mut out = Vec::new();
+        let read = r
+            .poll(1 << 20, &prefix, &mut |l: Line<'_>| {
+                out.push(l.payload.map(<[u8]>::to_vec));
+                Flow::Continue
+            })
+            .expect("poll");
+        assert_eq!(out, Vec::<Option<Vec<u8>>>::new(), "no new content handed out as growth");
+        assert_eq!(read, 0);
+        assert!(r.rewritten(), "the reader says what it saw");
+        assert_eq!(r.position(), 28, "the position stays at the end of the old content");
+        // Growth after a clean read is still growth.
+        let mut g = Reader::new(File::open(&path).expect("open"), 0, 1024, LongLinePolicy::Split);
+        g.poll(1 << 20, &[], &mut |_| Flow::Continue).expect("poll");
+        let prefix = g.head().to_vec();
+        let f = std::fs::OpenOptions::new().append(true).open(&path).expect("open for append");
+        (&f).write_all(b"new line 0006\n").expect("append");
+        let mut grown = Vec::new();
+        g.poll(1 << 20, &prefix, &mut |l: Line<'_>| {
+            grown.push(l.payload.map(<[u8]>::to_vec));
+            Flow::Continue
+        })
+        .expect("poll");
+        assert_eq!(grown, vec![Some(b"new line 0006".to_vec())]);
+        assert!(!g.rewritten());
     }
 
     /// (payload, start, end) of each piece handed out.
@@ -365,7 +451,7 @@ mod tests {
         std::fs::write(&path, content).expect("write");
         let mut r = Reader::new(File::open(&path).expect("open"), 0, max, policy);
         let mut out = Vec::new();
-        r.poll(usize::MAX, &mut |l: Line<'_>| {
+        r.poll(usize::MAX, &[], &mut |l: Line<'_>| {
             out.push((l.payload.map(<[u8]>::to_vec), l.start, l.end));
             Flow::Continue
         })
@@ -422,7 +508,7 @@ mod tests {
             let mut r = Reader::new(File::open(&path).expect("open"), 0, 4, policy).with_dead_letters(true);
             let mut letters = Vec::new();
             let mut last_end = 0;
-            r.poll(usize::MAX, &mut |l: Line<'_>| {
+            r.poll(usize::MAX, &[], &mut |l: Line<'_>| {
                 assert!(l.start >= last_end.min(l.start) && l.end >= l.start);
                 last_end = l.end;
                 if let Some(d) = l.dead_letter {
@@ -442,7 +528,7 @@ mod tests {
         std::fs::write(&path, b"one\ntwo\n").expect("write");
         let mut r = Reader::new(File::open(&path).expect("open"), 0, 100, LongLinePolicy::Split);
         let mut seen = Vec::new();
-        r.poll(usize::MAX, &mut |l: Line<'_>| {
+        r.poll(usize::MAX, &[], &mut |l: Line<'_>| {
             if seen.len() == 1 {
                 return Flow::Stop;
             }
@@ -457,7 +543,7 @@ mod tests {
             .expect("open")
             .write_all(b"three\n")
             .expect("append");
-        r.poll(usize::MAX, &mut |l: Line<'_>| {
+        r.poll(usize::MAX, &[], &mut |l: Line<'_>| {
             seen.push(l.payload.map(<[u8]>::to_vec));
             Flow::Continue
         })
@@ -478,14 +564,14 @@ mod tests {
             seen.push((l.payload.map(<[u8]>::to_vec), l.start, l.end));
             Flow::Continue
         };
-        r.poll(usize::MAX, &mut collect).expect("poll");
+        r.poll(usize::MAX, &[], &mut collect).expect("poll");
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .expect("open")
             .write_all(b"\nok\n")
             .expect("append");
-        r.poll(usize::MAX, &mut collect).expect("poll");
+        r.poll(usize::MAX, &[], &mut collect).expect("poll");
         assert_eq!(seen, vec![(Some(b"0123456789".to_vec()), 0, 12), (Some(b"ok".to_vec()), 12, 15)]);
         assert_eq!(r.stats.skipped, 0);
     }
