@@ -781,3 +781,33 @@ fn an_original_stays_open_while_a_copy_of_it_is_told_apart() {
         Poll,
     ]);
 }
+
+/// Found by the model (shrunk; 5000 random sequences): app.log, copytruncated while the tailer
+/// was down, is held undecided while empty; it grows and is `cp`ed, and the copy was taken for a
+/// new file, since the undecided file's first bytes were those it had when found (none). After
+/// a restart both were read whole (L1 twice).
+#[test]
+fn a_copy_of_a_file_that_grew_while_undecided_is_a_copy() {
+    use Op::*;
+    run(&[
+        Append(1),
+        Rescan,
+        Restart,
+        CopyTruncate,
+        Rescan,
+        Append(1),
+        CopyInGlob,
+        Append(1),
+        Rescan,
+        Restart,
+    ]);
+}
+
+/// Found by the model (shrunk) after the first bytes of undecided files were refreshed only as
+/// they grew: app.log, found empty and undecided, grew (L1) and was copytruncated; its copy was
+/// held as a copy of app.log by the first bytes app.log no longer had, and never read (L1 lost).
+#[test]
+fn a_copy_of_what_an_undecided_file_held_is_read() {
+    use Op::*;
+    run(&[Append(1), CopyTruncate, Rescan, Append(1), Rescan, CopyTruncate, RotateRename]);
+}

@@ -140,13 +140,33 @@ fn look(
         t.fingerprint = Fingerprint::default();
         t.prefix.clear();
     }
-    if !t.fingerprint.complete() && size > u64::from(t.fingerprint.len) {
-        if let Ok((fp, prefix)) = Fingerprint::with_prefix(t.reader.file()) {
-            t.fingerprint = fp;
-            t.prefix = prefix;
-        }
-    }
+    refresh_prefix(t, size);
     Ok(())
+}
+
+/// Takes the file's first bytes again if it has grown past them (up to the fingerprint's size):
+/// what a copy of it is recognised by.
+fn refresh_prefix(t: &mut Tracked, size: u64) {
+    if !t.fingerprint.complete() && size > u64::from(t.fingerprint.len) {
+        take_prefix(t);
+    }
+}
+
+fn take_prefix(t: &mut Tracked) {
+    if let Ok((fp, prefix)) = Fingerprint::with_prefix(t.reader.file()) {
+        t.fingerprint = fp;
+        t.prefix = prefix;
+    }
+}
+
+/// A followed file's first bytes come from its looks; a file not yet identified is not read or
+/// looked at, so its own are taken again before files are identified against it: it may have
+/// grown from empty (a `cp` of it is then its copy, not a new file) or been emptied again (a
+/// copy of what it held then is not its copy: it never read that).
+fn refresh_unidentified(files: &mut HashMap<FileId, Tracked>) {
+    for t in files.values_mut().filter(|t| t.unidentified_since.is_some()) {
+        take_prefix(t);
+    }
 }
 
 /// Starts reading copy `t` of the content truncation record `i` describes, from where that
@@ -257,6 +277,9 @@ struct ScanState {
     conflicts: HashSet<PathBuf>,
     /// The connector's very first rescan ever (no checkpoint existed): `start_at` applies.
     first_start: bool,
+    /// Exactly-once: files whose committed entry describes content they no longer hold, to be
+    /// deleted by the next transaction unless it writes their new position.
+    stale: HashSet<FileId>,
 }
 
 /// Exactly-once: what a transaction must write so that a restart resumes where it ends.
@@ -358,6 +381,7 @@ impl Tailer {
     /// told apart (or the grace period is over); and looks again at held copies, which stay held
     /// only while they are copies (one that grows into something else is read as a new file).
     pub fn settle_identities(&mut self) {
+        refresh_unidentified(&mut self.files);
         let pending: Vec<FileId> = self
             .files
             .iter()
@@ -661,6 +685,7 @@ impl Tailer {
             .and_then(|()| self.checkpoints.save())
             .and_then(|()| crate::failpoints::io("source::checkpoint::saved"))?;
         self.dirty = false;
+        self.scan.stale.clear(); // (a file without an entry holds none)
         self.publish_positions();
         Ok(())
     }
@@ -676,9 +701,11 @@ impl Tailer {
             .map(|(id, t)| Entry { offset: t.reader.position(), ..t.entry(*id, now_unix) })
             .collect();
         let files = &self.files;
-        let gone = self
+        let mut gone = self
             .checkpoints
             .forgettable(now_unix, self.cfg.forget_after.as_secs(), |id| files.contains_key(id));
+        let positioned = |id: &FileId| files.get(id).is_some_and(|t| t.positioned());
+        gone.extend(self.scan.stale.iter().filter(|id| !positioned(id)));
         let truncated = truncated_records(&self.truncations, self.clock.now(), now_unix);
         let forgotten_truncated = self
             .checkpoints
@@ -694,9 +721,11 @@ impl Tailer {
     pub fn committed(&mut self, positions: Positions) {
         for id in &positions.gone {
             self.checkpoints.entries.remove(id);
+            self.scan.stale.remove(id);
         }
         self.checkpoints.truncated = positions.truncated;
         for e in positions.entries {
+            self.scan.stale.remove(&e.id);
             if let Some(t) = self.files.get_mut(&e.id) {
                 t.committed = e.offset;
             }

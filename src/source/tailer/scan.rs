@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::identity::{Identity, Truncation, claim_copy, identify, remember, same_file_other_device};
-use super::{AckQueue, Tailer, Tracked, look, mtime, new_reader};
+use super::{AckQueue, Tailer, Tracked, look, mtime, new_reader, refresh_unidentified};
 use crate::config::connector::StartAt;
 use crate::source::discover::{self, Discovery};
 use crate::source::fingerprint::{FileId, Fingerprint};
@@ -122,6 +122,7 @@ impl Tailer {
                 let _ = look(&self.cfg, t, &mut self.truncations, now);
             }
         }
+        refresh_unidentified(&mut self.files);
         // Likewise the checkpoints of files that hold other content now (truncated while we were
         // down, or an inode number reused): what they held is remembered before any new file is
         // identified, since one may be a copy of it. (One whose first bytes still match but
@@ -257,6 +258,12 @@ impl Tailer {
                     Identity::New => 0,
                 };
                 if let Some(e) = gone {
+                    // Its entry describes content that is gone: dropped (exactly-once: by a
+                    // tombstone), or a restart before this file has a position of its own
+                    // would take the content for truncated again and record it anew, over
+                    // the record of how far a copy of it was read since.
+                    self.checkpoints.entries.remove(&e.id);
+                    self.scan.stale.insert(e.id);
                     tracing::warn!(path = %path.display(), "file was truncated or its inode reused; reading it as a new file");
                     // What it held may turn up as a copy (copytruncate while we were down).
                     // (Its bytes are unknown now; a copy is recognised by fingerprint alone.)
