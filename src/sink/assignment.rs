@@ -60,12 +60,12 @@ impl ConsumerContext for SinkContext {
                 let assigned =
                     if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(error) = assigned {
-                    tracing::error!(connector = %state.connector, %error, "assigning partitions failed");
+                    tracing::error!(%error, "assigning partitions failed");
                 }
                 if unpositioned.count() > 0 {
                     // Held still until reconciled (`reconcile_pending` seeks and resumes them).
                     if let Err(error) = consumer.pause(&unpositioned) {
-                        tracing::warn!(connector = %state.connector, %error, "cannot pause unreconciled partitions; their records are fetched again after the seek");
+                        tracing::warn!(%error, "cannot pause unreconciled partitions; their records are fetched again after the seek");
                     }
                 }
             }
@@ -121,12 +121,12 @@ impl SinkContext {
                 e @ (SinkError::Uncommitted { .. } | SinkError::Io { .. } | SinkError::TopicRecreated { .. }),
             ) => {
                 if !matches!(e, SinkError::Uncommitted { .. }) {
-                    tracing::error!(connector = %st.connector, error = %e, "could not make revoked partitions durable; the run ends and the next owner re-reads from the last commit");
+                    tracing::error!(error = %e, "could not make revoked partitions durable; the run ends and the next owner re-reads from the last commit");
                 }
                 st.failed.get_or_insert(e);
             }
             Err(e) => {
-                tracing::warn!(connector = %st.connector, error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit")
+                tracing::warn!(error = %e, "could not commit revoked partitions; the next owner re-reads from the last commit")
             }
         }
     }
@@ -171,7 +171,7 @@ fn assign_positions<C: ConsumerContext>(
         match next {
             Some(next) if next >= 0 => {
                 if let Err(error) = tpl.set_partition_offset(t, *p, Offset::Offset(next)) {
-                    tracing::warn!(connector = %st.connector, %error, topic = t, partition = p, "cannot set the resume offset");
+                    tracing::warn!(%error, topic = t, partition = p, "cannot set the resume offset");
                 }
                 st.verify.insert(key, Verify { at: next, reseeked: false });
             }
@@ -207,7 +207,7 @@ pub(super) fn reconcile_pending<C: ConsumerContext>(
         let next = if next < 0 { dropped.unwrap_or(next) } else { next };
         if next >= 0 {
             if let Err(error) = consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(10)) {
-                tracing::warn!(connector = %st.connector, topic = key.0, partition = key.1, %error, "seek failed; will retry");
+                tracing::warn!(topic = key.0, partition = key.1, %error, "seek failed; will retry");
                 st.layout.forget(key);
                 st.pending.push(key.clone());
                 continue;
@@ -217,7 +217,7 @@ pub(super) fn reconcile_pending<C: ConsumerContext>(
         let mut one = TopicPartitionList::new();
         one.add_partition(&key.0, key.1);
         if let Err(error) = consumer.resume(&one) {
-            tracing::warn!(connector = %st.connector, topic = key.0, partition = key.1, %error, "cannot resume a reconciled partition");
+            tracing::warn!(topic = key.0, partition = key.1, %error, "cannot resume a reconciled partition");
         }
     }
     st.pending.extend(retry);
@@ -266,24 +266,24 @@ fn reconcile<C: ConsumerContext>(
         return Ok(Vec::new());
     }
     let committed = {
-        let mut offsets = KafkaOffsets { consumer, topic_ids: &st.topic_ids, connector: &st.connector };
+        let mut offsets = KafkaOffsets { consumer, topic_ids: &st.topic_ids };
         match offsets.committed(partitions) {
             Ok(c) => c,
             Err(error) => {
-                tracing::warn!(connector = %st.connector, %error, "cannot read committed offsets yet; will retry");
+                tracing::warn!(%error, "cannot read committed offsets yet; will retry");
                 return Ok(partitions.to_vec());
             }
         }
     };
     if let Some(message) = failpoints::fire("sink::reconcile::committed") {
-        tracing::warn!(connector = %st.connector, %message, "cannot read committed offsets yet; will retry");
+        tracing::warn!(%message, "cannot read committed offsets yet; will retry");
         return Ok(partitions.to_vec());
     }
     let assigned = purpose == Purpose::Assigned;
     let mut retry = Vec::new();
     for ((topic, partition), from_kafka) in committed {
         let (authority, own) =
-            offsets::authority(&mut st.cache, &st.daemon_id, &st.connector, (&topic, partition), from_kafka);
+            offsets::authority(&mut st.cache, &st.daemon_id, (&topic, partition), from_kafka);
         // Where the partition resumes: its committed offset, or the log start when retention
         // deleted records before they were archived (counted; librdkafka would otherwise reset
         // to `start_at`, which for "latest" skips everything retained).
@@ -297,7 +297,10 @@ fn reconcile<C: ConsumerContext>(
                     // The log ends before what was archived: the topic was deleted and re-created
                     // (or lost data). Writing on would mix two histories into one set of files.
                     tracing::error!(
-                        connector = %st.connector, topic, partition, committed = c.offset, log_end = high,
+                        topic,
+                        partition,
+                        committed = c.offset,
+                        log_end = high,
                         "offsets went backwards: the partition is stalled and its archive left untouched; \
                          move {}/{topic} aside and reset the group's offsets to archive the new topic",
                         st.layout.dir().display()
@@ -306,8 +309,12 @@ fn reconcile<C: ConsumerContext>(
                 }
                 Ok((low, _)) if c.offset < low => {
                     tracing::warn!(
-                        connector = %st.connector, topic, partition, committed = c.offset, log_start = low,
-                        lost = low - c.offset, "records were deleted by retention before they were archived; resuming at the log start"
+                        topic,
+                        partition,
+                        committed = c.offset,
+                        log_start = low,
+                        lost = low - c.offset,
+                        "records were deleted by retention before they were archived; resuming at the log start"
                     );
                     if assigned {
                         st.stats
@@ -318,7 +325,7 @@ fn reconcile<C: ConsumerContext>(
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(connector = %st.connector, topic, partition, %error, "cannot read watermarks yet; will retry");
+                    tracing::warn!(topic, partition, %error, "cannot read watermarks yet; will retry");
                     retry.push((topic, partition));
                     continue;
                 }
@@ -331,7 +338,10 @@ fn reconcile<C: ConsumerContext>(
             && then != now
         {
             tracing::error!(
-                connector = %st.connector, topic, partition, archived_id = then, current_id = now,
+                topic,
+                partition,
+                archived_id = then,
+                current_id = now,
                 "topic id changed: the topic was deleted and re-created since it was archived; the partition is \
                  stalled and its archive left untouched; move {}/{topic} aside and reset the group's offsets to \
                  archive the new topic",
@@ -352,7 +362,15 @@ fn reconcile<C: ConsumerContext>(
             Layout::Partitions(parts) => {
                 let (writer, outcome) =
                     parts.reconcile((&topic, partition), authority.as_ref(), &own, resume)?;
-                tracing::info!(connector = %st.connector, topic, partition, next_offset = writer.next, ?outcome, assigned, stall, "partition reconciled");
+                tracing::info!(
+                    topic,
+                    partition,
+                    next_offset = writer.next,
+                    ?outcome,
+                    assigned,
+                    stall,
+                    "partition reconciled"
+                );
                 if assigned && !stall {
                     parts.hold(writer);
                 }
@@ -379,11 +397,11 @@ pub(super) fn reconcile_single_file<C: ConsumerContext>(
         }
     }
     let committed = {
-        let mut offsets = KafkaOffsets { consumer, topic_ids: &st.topic_ids, connector: &st.connector };
+        let mut offsets = KafkaOffsets { consumer, topic_ids: &st.topic_ids };
         match offsets.committed(&partitions) {
             Ok(c) => c,
             Err(error) => {
-                tracing::warn!(connector = %st.connector, %error, "cannot read every committed offset yet; will retry");
+                tracing::warn!(%error, "cannot read every committed offset yet; will retry");
                 return Ok(false);
             }
         }
@@ -421,9 +439,15 @@ pub(super) fn admit<C: ConsumerContext>(
             // Seek once more to tell which; this record comes again either way.
             v.reseeked = true;
             let at = v.at;
-            tracing::debug!(connector = %st.connector, topic, partition, expected = at, got = offset, "first record beyond the resume offset; seeking again to confirm");
+            tracing::debug!(
+                topic,
+                partition,
+                expected = at,
+                got = offset,
+                "first record beyond the resume offset; seeking again to confirm"
+            );
             if let Err(error) = consumer.seek(topic, partition, Offset::Offset(at), Duration::from_secs(10)) {
-                tracing::warn!(connector = %st.connector, topic, partition, %error, "seek failed; the partition is reconciled again");
+                tracing::warn!(topic, partition, %error, "seek failed; the partition is reconciled again");
                 st.verify.remove(key);
                 st.layout.forget(key);
                 st.pending.push(key.clone());
@@ -442,7 +466,13 @@ pub(super) fn admit<C: ConsumerContext>(
             && let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
             && high < next
         {
-            tracing::error!(connector = %st.connector, topic, partition, written = next, log_end = high, "offsets went backwards: the partition is stalled and its archive left untouched");
+            tracing::error!(
+                topic,
+                partition,
+                written = next,
+                log_end = high,
+                "offsets went backwards: the partition is stalled and its archive left untouched"
+            );
             // (In a single file the partition keeps its place: what it wrote stays committed.)
             if let Layout::Partitions(parts) = &mut st.layout {
                 parts.forget(key);

@@ -76,7 +76,6 @@ impl Policy {
 /// Runs passes over every topic directory until `stop`, every `interval`. Errors are logged
 /// (with the path) and retried on the next pass: archiving goes on regardless.
 pub fn run(
-    connector: &str,
     dir: &Path,
     topics: &[String],
     policy: &Policy,
@@ -92,7 +91,7 @@ pub fn run(
                 // Once per distinct error, so that a persistent one does not flood the log.
                 let text = e.to_string();
                 if reported.get(&path) != Some(&text) {
-                    tracing::warn!(connector, file = %path.display(), error = %e, "archive housekeeping failed; will retry");
+                    tracing::warn!(file = %path.display(), error = %e, "archive housekeeping failed; will retry");
                     reported.insert(path, text);
                 }
             }

@@ -18,7 +18,6 @@ pub struct KafkaOffsets<'a, C: ConsumerContext> {
     pub consumer: &'a BaseConsumer<C>,
     /// Each topic's id as read at the start of the run (see `SinkError::TopicRecreated`).
     pub topic_ids: &'a HashMap<String, String>,
-    pub connector: &'a str,
 }
 
 impl<C: ConsumerContext> KafkaOffsets<'_, C> {
@@ -71,7 +70,7 @@ impl<C: ConsumerContext> Offsets for KafkaOffsets<'_, C> {
                 }
             }
             Err(error) => {
-                tracing::debug!(connector = %self.connector, %error, "cannot check the topics' ids before committing")
+                tracing::debug!(%error, "cannot check the topics' ids before committing")
             }
         }
         for (topic, _, c) in commits.iter_mut() {

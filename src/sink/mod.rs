@@ -109,7 +109,6 @@ struct State {
     /// How records are laid out in files: per partition (`dir`) or one file (`file`).
     layout: Layout,
     daemon_id: String,
-    connector: String,
     /// Assigned but not yet reconciled.
     pending: Vec<Tp>,
     cache: CommitCache,
@@ -154,10 +153,10 @@ fn with_committer<C: ConsumerContext, R>(
     st: &mut State,
     f: impl FnOnce(&mut Layout, &mut Committer<'_>) -> R,
 ) -> R {
-    let State { layout, cache, topic_ids, stats, connector, .. } = st;
-    let (connector, stats): (&str, &SinkStats) = (connector, stats);
-    let mut offsets = KafkaOffsets { consumer, topic_ids, connector };
-    let mut committer = Committer { offsets: &mut offsets, cache, stats, connector };
+    let State { layout, cache, topic_ids, stats, .. } = st;
+    let stats: &SinkStats = stats;
+    let mut offsets = KafkaOffsets { consumer, topic_ids };
+    let mut committer = Committer { offsets: &mut offsets, cache, stats };
     f(layout, &mut committer)
 }
 
@@ -214,13 +213,17 @@ impl<'a> Sink<'a> {
             let name = &self.connector.name;
             let (topics, stats) = (&self.cfg.topics, &*self.stats);
             let (policy, done_ref) = (&policy, &done);
-            let spawned = std::thread::Builder::new()
-                .name(format!("{name}-housekeeping"))
-                .spawn_scoped(scope, move || {
-                    housekeeping::run(name, dir, topics, policy, stats, done_ref, Duration::from_secs(1))
-                });
+            // Its logs carry the connector's span, as the loop's do.
+            let span = tracing::Span::current();
+            let spawned = std::thread::Builder::new().name(format!("{name}-housekeeping")).spawn_scoped(
+                scope,
+                move || {
+                    let _span = span.enter();
+                    housekeeping::run(dir, topics, policy, stats, done_ref, Duration::from_secs(1))
+                },
+            );
             if let Err(error) = spawned {
-                tracing::warn!(connector = %name, %error, "cannot start the housekeeping thread; rotated files are kept as they are");
+                tracing::warn!(%error, "cannot start the housekeeping thread; rotated files are kept as they are");
             }
             let result = self.consume(stop);
             done.store(true, Ordering::Relaxed);
@@ -229,7 +232,6 @@ impl<'a> Sink<'a> {
     }
 
     fn consume(&self, stop: &AtomicBool) -> Result<(), SinkError> {
-        let name = &self.connector.name;
         // Wait for the topics to exist (the sink never creates them).
         let probe = client::base(&self.props);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -250,7 +252,7 @@ impl<'a> Sink<'a> {
             if missing.is_empty() {
                 break;
             }
-            tracing::warn!(connector = %name, ?missing, retry_in = ?backoff.next(), "waiting for topics (or for Kafka)");
+            tracing::warn!(?missing, retry_in = ?backoff.next(), "waiting for topics (or for Kafka)");
             backoff.wait(stop);
         }
 
@@ -259,16 +261,13 @@ impl<'a> Sink<'a> {
         let layout = match self.cfg.target() {
             Target::Dir(dir) => {
                 let rotation = Rotation { bytes: self.cfg.rotate_bytes, interval: self.cfg.rotate_interval };
-                Layout::Partitions(Partitions::new(dir, &self.daemon_id, name, self.cfg.file_mode, rotation))
+                Layout::Partitions(Partitions::new(dir, &self.daemon_id, self.cfg.file_mode, rotation))
             }
-            Target::File(file) => {
-                Layout::Single(Single::new(file, &self.daemon_id, name, self.cfg.file_mode))
-            }
+            Target::File(file) => Layout::Single(Single::new(file, &self.daemon_id, self.cfg.file_mode)),
         };
         let state = Arc::new(Mutex::new(State {
             layout,
             daemon_id: self.daemon_id.clone(),
-            connector: name.clone(),
             pending: Vec::new(),
             cache,
             stats: self.stats.clone(),
@@ -293,7 +292,7 @@ impl<'a> Sink<'a> {
         match admin::topic_ids(consumer.client(), &self.cfg.topics, Duration::from_secs(10)) {
             Ok(ids) => lock(&state).topic_ids = ids,
             Err(error) => {
-                tracing::warn!(connector = %name, %error, "cannot read the topics' ids; a re-created topic is then recognised only when its offsets go backwards")
+                tracing::warn!(%error, "cannot read the topics' ids; a re-created topic is then recognised only when its offsets go backwards")
             }
         }
         // Put right what an earlier run left, including partitions this daemon may never be
@@ -367,7 +366,7 @@ impl<'a> Sink<'a> {
                     unflushed = true;
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(connector = %name, %error, "consumer error");
+                    tracing::warn!(%error, "consumer error");
                 }
                 None => {}
             }
@@ -375,7 +374,7 @@ impl<'a> Sink<'a> {
                 match with_committer(&consumer, &mut st, |layout, committer| layout.commit(committer)) {
                     Ok(()) => {}
                     Err(e) if ends_without_commit(&e) => break Err(e),
-                    Err(e) => tracing::warn!(connector = %name, error = %e, "commit failed; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "commit failed; will retry"),
                 }
 
                 commit_at = Instant::now() + self.cfg.commit_interval;
@@ -392,7 +391,7 @@ impl<'a> Sink<'a> {
                 st.layout.abandon();
             }
             if let Err(e) = with_committer(&consumer, &mut st, |layout, committer| layout.commit(committer)) {
-                tracing::warn!(connector = %name, error = %e, "final commit failed; the next start re-reads from the last commit");
+                tracing::warn!(error = %e, "final commit failed; the next start re-reads from the last commit");
             }
         }
         consumer.unsubscribe();
@@ -439,7 +438,12 @@ impl<'a> Sink<'a> {
                 if payload.is_none() {
                     st.stats.records_not_unwrapped.fetch_add(1, Ordering::Relaxed);
                     if st.not_unwrapped_logged.insert(key.clone()) {
-                        tracing::warn!(connector = %st.connector, topic = record.topic, partition = record.partition, offset = record.offset, "value_format = \"connect-json\": a value that is not a JsonConverter envelope with a string payload is written raw (counted; logged once per partition)");
+                        tracing::warn!(
+                            topic = record.topic,
+                            partition = record.partition,
+                            offset = record.offset,
+                            "value_format = \"connect-json\": a value that is not a JsonConverter envelope with a string payload is written raw (counted; logged once per partition)"
+                        );
                     }
                 }
                 payload

@@ -338,7 +338,7 @@ impl World {
         self.store.readback_fails = false; // a new session asks afresh
         let mut cache = CommitCache::load(&self.cache_path).map_err(|e| format!("cache: {e}"))?;
         let rotation = Rotation { bytes: ROTATE_BYTES, interval: Duration::from_secs(3600) };
-        let mut parts = Partitions::new(&self.dir, DAEMON, "model", 0o640, rotation);
+        let mut parts = Partitions::new(&self.dir, DAEMON, 0o640, rotation);
         let active = self.dir.join(TOPIC).join(active_name(TOPIC, 0));
         let mut passes = Vec::new();
         if active.exists() {
@@ -348,7 +348,7 @@ impl World {
         for hold in passes {
             let from_kafka =
                 self.store.committed(&[key()]).map_err(|e| format!("store: {e}"))?.pop().and_then(|(_, c)| c);
-            let (authority, own) = offsets::authority(&mut cache, DAEMON, "model", (TOPIC, 0), from_kafka);
+            let (authority, own) = offsets::authority(&mut cache, DAEMON, (TOPIC, 0), from_kafka);
             let resume = authority.as_ref().map_or(-1, |c| c.offset);
             let (writer, _) =
                 parts.reconcile((TOPIC, 0), authority.as_ref(), &own, resume).map_err(|e| e.to_string())?;
@@ -434,8 +434,7 @@ impl World {
         f: impl FnOnce(&mut Partitions, &mut i64, &mut Committer<'_>) -> Result<(), super::SinkError>,
     ) -> Result<(), String> {
         let Some(Running { parts, cache, pos }) = self.running.as_mut() else { return Ok(()) };
-        let mut committer =
-            Committer { offsets: &mut self.store, cache, stats: &self.stats, connector: "model" };
+        let mut committer = Committer { offsets: &mut self.store, cache, stats: &self.stats };
         f(parts, pos, &mut committer).map_err(|e| e.to_string())
     }
 

@@ -44,8 +44,6 @@ pub struct Committer<'a> {
     pub offsets: &'a mut dyn Offsets,
     pub cache: &'a mut CommitCache,
     pub stats: &'a SinkStats,
-    /// For the log.
-    pub connector: &'a str,
 }
 
 impl Committer<'_> {
@@ -86,7 +84,7 @@ impl Committer<'_> {
                         .collect(),
                     Err(_) => Vec::new(),
                 };
-                tracing::warn!(connector = %self.connector, %error, applied = applied.len(), "offset commit failed; read back what was applied, the rest is committed on the next try");
+                tracing::warn!(%error, applied = applied.len(), "offset commit failed; read back what was applied, the rest is committed on the next try");
                 applied
             }
         };
@@ -108,7 +106,6 @@ impl Committer<'_> {
 pub fn authority(
     cache: &mut CommitCache,
     daemon_id: &str,
-    connector: &str,
     (topic, partition): (&str, i32),
     from_kafka: Option<Committed>,
 ) -> (Option<Committed>, Cached) {
@@ -119,7 +116,6 @@ pub fn authority(
         // ours to reconcile against.
         if let Some(latest) = own.latest().filter(|l| c.offset > l.offset) {
             tracing::warn!(
-                connector,
                 topic,
                 partition,
                 committed = c.offset,

@@ -19,7 +19,6 @@ pub struct Partitions {
     sink_dir: PathBuf,
     daemon_id: String,
     /// For the log.
-    connector: String,
     /// Permissions of created files (`file_mode`).
     file_mode: u32,
     rotate_bytes: u64,
@@ -35,17 +34,10 @@ pub struct Rotation {
 }
 
 impl Partitions {
-    pub fn new(
-        sink_dir: &Path,
-        daemon_id: &str,
-        connector: &str,
-        file_mode: u32,
-        rotation: Rotation,
-    ) -> Self {
+    pub fn new(sink_dir: &Path, daemon_id: &str, file_mode: u32, rotation: Rotation) -> Self {
         Partitions {
             sink_dir: sink_dir.to_path_buf(),
             daemon_id: daemon_id.to_string(),
-            connector: connector.to_string(),
             file_mode,
             rotate_bytes: rotation.bytes,
             rotate_interval: rotation.interval,
@@ -206,7 +198,7 @@ impl Partitions {
         let path = w.active_path();
         if let Some(rotated) = w.rotate().map_err(|source| SinkError::Io { path, source })? {
             committer.stats.rotations.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(connector = %self.connector, file = %rotated.display(), "rotated");
+            tracing::info!(file = %rotated.display(), "rotated");
         }
         Ok(())
     }

@@ -228,8 +228,6 @@ fn set_aside(path: &Path, why: &str) -> io::Result<PathBuf> {
 pub struct Single {
     path: PathBuf,
     daemon_id: String,
-    /// For the log.
-    connector: String,
     /// Permissions of a created file (`file_mode`).
     file_mode: u32,
     /// `None` until `reconcile` opened it (the sink subscribes only after that).
@@ -240,11 +238,10 @@ pub struct Single {
 }
 
 impl Single {
-    pub fn new(path: &Path, daemon_id: &str, connector: &str, file_mode: u32) -> Single {
+    pub fn new(path: &Path, daemon_id: &str, file_mode: u32) -> Single {
         Single {
             path: path.to_path_buf(),
             daemon_id: daemon_id.to_string(),
-            connector: connector.to_string(),
             file_mode,
             file: None,
             starts: HashMap::new(),
@@ -288,7 +285,7 @@ impl Single {
     pub fn join(&mut self, (topic, partition): Tp, resume: i64, committed: i64) {
         let Some(sf) = self.file.as_mut() else { return };
         let resume = self.starts.get(&(topic.clone(), partition)).map_or(resume, |start| resume.max(*start));
-        tracing::info!(connector = %self.connector, topic, partition, next_offset = resume, file = %sf.path.display(), "partition joins the single file");
+        tracing::info!(topic, partition, next_offset = resume, file = %sf.path.display(), "partition joins the single file");
         sf.parts.insert((topic, partition), Part { next: resume, committed });
     }
 
@@ -441,21 +438,21 @@ impl Single {
             // FileStreamSink, whose group connect-<name> this is) wrote the file up to them. Take
             // it over as it is and continue from those offsets.
             len = fs::metadata(&path).ok().map(|m| m.len());
-            tracing::info!(connector = %self.connector, file = %path.display(), ?len, "taking over a file another writer (Kafka Connect?) committed: kept as it is, continuing from its committed offsets");
+            tracing::info!(file = %path.display(), ?len, "taking over a file another writer (Kafka Connect?) committed: kept as it is, continuing from its committed offsets");
         }
         if disagree {
             // Normal when some partitions were not held at the last commit (a topic removed from
             // `topics`, a partition revoked): their older commits record shorter lengths.
-            tracing::info!(connector = %self.connector, file = %path.display(), ?len, "partitions recorded different lengths; the largest (the last commit's) is the file's committed length");
+            tracing::info!(file = %path.display(), ?len, "partitions recorded different lengths; the largest (the last commit's) is the file's committed length");
         }
         let (sf, outcome) = SingleFile::reconcile(&path, len, self.file_mode)
             .map_err(|source| SinkError::Io { path: path.clone(), source })?;
         match &outcome {
             FileReconciled::Damaged { .. } => {
-                tracing::error!(connector = %self.connector, file = %path.display(), ?outcome, "the file is shorter than its committed length (lost or replaced); set aside, a new file continues at the committed offsets")
+                tracing::error!(file = %path.display(), ?outcome, "the file is shorter than its committed length (lost or replaced); set aside, a new file continues at the committed offsets")
             }
             _ => {
-                tracing::info!(connector = %self.connector, file = %path.display(), ?outcome, "single file reconciled")
+                tracing::info!(file = %path.display(), ?outcome, "single file reconciled")
             }
         }
         self.file = Some(sf);

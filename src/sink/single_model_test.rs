@@ -121,10 +121,10 @@ impl World {
         let mut cache = CommitCache::load(&self.cache_path).map_err(|e| format!("cache: {e}"))?;
         let partitions: Vec<Tp> = (0..PARTITIONS).map(tp).collect();
         let from_kafka = self.store.committed(&partitions).map_err(|e| format!("store: {e}"))?;
-        let mut single = Single::new(&self.path, DAEMON, "model", 0o640);
+        let mut single = Single::new(&self.path, DAEMON, 0o640);
         single.reconcile(from_kafka.clone(), &cache).map_err(|e| e.to_string())?;
         for ((t, p), c) in from_kafka {
-            let (authority, _) = offsets::authority(&mut cache, DAEMON, "model", (&t, p), c);
+            let (authority, _) = offsets::authority(&mut cache, DAEMON, (&t, p), c);
             let resume = authority.as_ref().map_or(-1, |c| c.offset);
             single.join((t, p), resume, resume);
         }
@@ -189,8 +189,7 @@ impl World {
         f: impl FnOnce(&mut Single, &mut Vec<i64>, &mut Committer<'_>) -> Result<(), super::SinkError>,
     ) -> Result<(), String> {
         let Some(Running { single, cache, pos }) = self.running.as_mut() else { return Ok(()) };
-        let mut committer =
-            Committer { offsets: &mut self.store, cache, stats: &self.stats, connector: "model" };
+        let mut committer = Committer { offsets: &mut self.store, cache, stats: &self.stats };
         f(single, pos, &mut committer).map_err(|e| e.to_string())
     }
 
