@@ -16,7 +16,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::kafka_offsets::KafkaOffsets;
 use super::layout::Layout;
-use super::offsets::{self, Offsets, Tp};
+use super::offsets::{self, Next, Offsets, Tp};
 use super::{SinkError, SinkStats, State, Verify, lock, with_committer};
 use crate::failpoints;
 use crate::kafka::admin;
@@ -169,14 +169,14 @@ fn assign_positions<C: ConsumerContext>(
         let next =
             if retry.contains(&key) || st.stalled.contains(&key) { None } else { st.layout.next_of(&key) };
         match next {
-            Some(next) if next >= 0 => {
+            Some(Next::At(next)) => {
                 if let Err(error) = tpl.set_partition_offset(t, *p, Offset::Offset(next)) {
                     tracing::warn!(%error, topic = t, partition = p, "cannot set the resume offset");
                 }
                 st.verify.insert(key, Verify { at: next, reseeked: false });
             }
             // Nothing committed anywhere: librdkafka starts as `start_at` says.
-            Some(_) => {}
+            Some(Next::First) => {}
             None => {
                 unpositioned.add_partition(t, *p);
             }
@@ -204,8 +204,7 @@ pub(super) fn reconcile_pending<C: ConsumerContext>(
         let Some(next) = st.layout.next_of(key) else { continue };
         let dropped = st.dropped_unreconciled.remove(key);
         // Nothing committed: resume at the first record that arrived before reconciliation.
-        let next = if next < 0 { dropped.unwrap_or(next) } else { next };
-        if next >= 0 {
+        if let Some(next) = next.offset().or(dropped) {
             if let Err(error) = consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(10)) {
                 tracing::warn!(topic = key.0, partition = key.1, %error, "seek failed; will retry");
                 st.layout.forget(key);
@@ -287,7 +286,7 @@ fn reconcile<C: ConsumerContext>(
         // Where the partition resumes: its committed offset, or the log start when retention
         // deleted records before they were archived (counted; librdkafka would otherwise reset
         // to `start_at`, which for "latest" skips everything retained).
-        let mut resume = authority.as_ref().map_or(-1, |c| c.offset);
+        let mut resume = authority.as_ref().map(|c| c.offset);
         // A re-created topic: its files are still reconciled (an uncommitted tail may hold records
         // of the new topic), but nothing more is written to them.
         let mut stall = false;
@@ -321,7 +320,7 @@ fn reconcile<C: ConsumerContext>(
                             .offsets_lost_to_retention
                             .fetch_add((low - c.offset) as u64, Ordering::Relaxed);
                     }
-                    resume = low;
+                    resume = Some(low);
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -356,7 +355,7 @@ fn reconcile<C: ConsumerContext>(
         match &mut st.layout {
             Layout::Single(single) => {
                 if assigned && !stall {
-                    single.join((topic, partition), resume, authority.as_ref().map_or(-1, |c| c.offset));
+                    single.join((topic, partition), resume, authority.as_ref().map(|c| c.offset));
                 }
             }
             Layout::Partitions(parts) => {
@@ -365,7 +364,7 @@ fn reconcile<C: ConsumerContext>(
                 tracing::info!(
                     topic,
                     partition,
-                    next_offset = writer.next,
+                    next_offset = ?writer.next,
                     ?outcome,
                     assigned,
                     stall,
@@ -458,7 +457,9 @@ pub(super) fn admit<C: ConsumerContext>(
             st.verify.remove(key);
         }
     }
-    if next >= 0 && offset < next {
+    // Nothing committed anywhere: whatever comes first is next.
+    let Next::At(next) = next else { return true };
+    if offset < next {
         // A record fetched before the position took effect. If the log now ends below what
         // was written, the topic was re-created: stall instead of skipping (or, worse,
         // overwriting) forever. Read the watermarks once per positioning, not per record.
@@ -487,7 +488,7 @@ pub(super) fn admit<C: ConsumerContext>(
         st.stats.records_duplicate.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    if next >= 0 && offset > next {
+    if offset > next {
         // Offsets with no record: transaction markers, compaction, or retention deleted them
         // before they were read. Only the last is a loss; all are counted.
         st.stats.offsets_skipped.fetch_add((offset - next) as u64, Ordering::Relaxed);

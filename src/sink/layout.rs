@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::SinkError;
-use super::offsets::{Committer, Tp};
+use super::offsets::{Committer, Next, Tp};
 use super::partitions::Partitions;
 use super::single::Single;
 
@@ -16,9 +16,9 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// The offset a held partition's next record must have (-1: whatever comes first); `None`
-    /// if the partition is not held (not yet reconciled, revoked, stalled).
-    pub fn next_of(&self, key: &Tp) -> Option<i64> {
+    /// Where a held partition's next record is; `None` if the partition is not held (not yet
+    /// reconciled, revoked, stalled).
+    pub fn next_of(&self, key: &Tp) -> Option<Next> {
         match self {
             Layout::Partitions(p) => p.next_of(key),
             Layout::Single(s) => s.next_of(key),

@@ -35,7 +35,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::SinkStats;
 use super::commit::{CommitCache, Committed};
-use super::offsets::{self, Commit, Committer, Offsets, Tp};
+use super::offsets::{self, Commit, Committer, Next, Offsets, Tp};
 use super::partitions::{Partitions, Rotation};
 use super::writer::{active_name, rotated_name};
 use crate::failpoints::hook;
@@ -349,14 +349,14 @@ impl World {
             let from_kafka =
                 self.store.committed(&[key()]).map_err(|e| format!("store: {e}"))?.pop().and_then(|(_, c)| c);
             let (authority, own) = offsets::authority(&mut cache, DAEMON, (TOPIC, 0), from_kafka);
-            let resume = authority.as_ref().map_or(-1, |c| c.offset);
+            let resume = authority.as_ref().map(|c| c.offset);
             let (writer, _) =
                 parts.reconcile((TOPIC, 0), authority.as_ref(), &own, resume).map_err(|e| e.to_string())?;
             if hold {
                 parts.hold(writer);
             }
         }
-        let pos = parts.next_of(&key()).filter(|n| *n >= 0).unwrap_or(0);
+        let pos = parts.next_of(&key()).and_then(Next::offset).unwrap_or(0);
         self.running = Some(Running { parts, cache, pos });
         Ok(())
     }
@@ -370,7 +370,7 @@ impl World {
         let active = self.dir.join(TOPIC).join(active_name(TOPIC, 0));
         if at == "sink::rotate::dirsync" && survive % 2 == 1 {
             // Renamed, the directory not synced: the rename is lost.
-            if let Some((Some(first), next)) = writer {
+            if let Some((Some(first), Some(next))) = writer {
                 let rotated = self.dir.join(TOPIC).join(rotated_name(TOPIC, 0, first, next - 1));
                 fs::rename(&rotated, &active).map_err(|e| format!("undoing the rename: {e}"))?;
             }
@@ -448,14 +448,15 @@ impl World {
             .get(&key())
             .cloned()
             .or_else(|| r.cache.get(TOPIC, 0).latest().cloned())
-            .map_or(-1, |c| c.offset);
-        if next != authority {
-            return Err(format!("resumes at {next}, but the committed offset is {authority}"));
+            .map(|c| c.offset);
+        if next.offset() != authority {
+            return Err(format!("resumes at {next:?}, but the committed offset is {authority:?}"));
         }
+        let next = next.offset().unwrap_or(0);
         if let Some(back) = &self.store.went_back {
             return Err(format!("a commit went backwards: {back}"));
         }
-        let want: Vec<u8> = (0..next.max(0))
+        let want: Vec<u8> = (0..next)
             .filter_map(line)
             .flat_map(|mut l| {
                 l.push(b'\n');
@@ -524,8 +525,9 @@ impl World {
             self.apply(&Op::Consume(1))?;
         }
         self.apply(&Op::Restart)?;
-        let next = self.running.as_ref().and_then(|r| r.parts.next_of(&key())).unwrap_or(-1);
-        if next.max(0) < end {
+        let next =
+            self.running.as_ref().and_then(|r| r.parts.next_of(&key())).and_then(Next::offset).unwrap_or(0);
+        if next < end {
             return Err(format!("after the drain the files end at {next}, the log at {end}"));
         }
         Ok(())

@@ -13,6 +13,29 @@ use crate::failpoints;
 /// A topic-partition.
 pub type Tp = (String, i32);
 
+/// Where a held partition's next record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing was ever committed for it (here or by another writer) and nothing written yet:
+    /// whatever comes first (the consumer starts as `start_at` says).
+    First,
+    /// The offset the next record must have.
+    At(i64),
+}
+
+impl Next {
+    pub fn of(next: Option<i64>) -> Next {
+        next.map_or(Next::First, Next::At)
+    }
+
+    pub fn offset(self) -> Option<i64> {
+        match self {
+            Next::At(offset) => Some(offset),
+            Next::First => None,
+        }
+    }
+}
+
 /// One partition's commit.
 pub type Commit = (String, i32, Committed);
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::SinkError;
 use super::commit::{Cached, Committed};
-use super::offsets::{Committer, Tp};
+use super::offsets::{Committer, Next, Tp};
 use super::writer::{PartitionWriter, Reconciled};
 
 pub struct Partitions {
@@ -49,9 +49,9 @@ impl Partitions {
         &self.sink_dir
     }
 
-    /// The offset a held partition's next record must have (-1: whatever comes first).
-    pub fn next_of(&self, key: &Tp) -> Option<i64> {
-        self.writers.get(key).map(|w| w.next)
+    /// Where a held partition's next record is; `None` if it is not held.
+    pub fn next_of(&self, key: &Tp) -> Option<Next> {
+        self.writers.get(key).map(|w| Next::of(w.next))
     }
 
     pub fn writer(&self, key: &Tp) -> Option<&PartitionWriter> {
@@ -77,7 +77,7 @@ impl Partitions {
         (topic, partition): (&str, i32),
         authority: Option<&Committed>,
         own: &Cached,
-        resume: i64,
+        resume: Option<i64>,
     ) -> Result<(PartitionWriter, Reconciled), SinkError> {
         let (mut writer, outcome) =
             PartitionWriter::reconcile(&self.sink_dir, topic, partition, &self.daemon_id, authority, own)
@@ -125,18 +125,16 @@ impl Partitions {
             for consumed in w.unsynced.drain(..) {
                 committer.stats.durable_seconds.observe(consumed.elapsed());
             }
-            if w.next < 0 {
-                continue;
-            }
+            let Some(next) = w.next else { continue };
             commits.push((
                 key.0.clone(),
                 key.1,
-                Committed { offset: w.next, meta: w.commit_meta(&self.daemon_id) },
+                Committed { offset: next, meta: w.commit_meta(&self.daemon_id) },
             ));
         }
         for (topic, partition, c) in committer.send(commits)? {
             if let Some(w) = self.writers.get_mut(&(topic, partition)) {
-                w.committed = c.offset;
+                w.committed = Some(c.offset);
             }
         }
         Ok(())
@@ -153,12 +151,12 @@ impl Partitions {
         line: Option<&[u8]>,
     ) -> Result<(), SinkError> {
         let Some(w) = self.writers.get_mut(key) else { return Ok(()) };
-        if w.next < 0 {
+        if w.next.is_none() {
             // The first record of a partition nothing was ever committed for: commit its offset
             // with an empty file first, so that after a crash before the next commit the file
             // this run starts is known as this writer's (truncated back, not set aside as a file
             // of unknown origin).
-            w.next = offset;
+            w.next = Some(offset);
             self.commit_some(committer, std::slice::from_ref(key))?;
         }
         let stats = committer.stats;
@@ -171,7 +169,7 @@ impl Partitions {
                 w.unsynced.push(Instant::now());
             }
             None => {
-                w.next = offset + 1;
+                w.next = Some(offset + 1);
                 stats.records_skipped_null.fetch_add(1, Ordering::Relaxed);
             }
         }

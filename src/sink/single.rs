@@ -21,16 +21,17 @@ use std::time::Instant;
 
 use super::SinkError;
 use super::commit::{CommitCache, CommitMeta, Committed, META_VERSION};
-use super::offsets::{Commit, Committer, Tp};
+use super::offsets::{Commit, Committer, Next, Tp};
 use crate::{failpoints, fsutil};
 
 /// One partition's position in the shared file.
 #[derive(Debug)]
 pub struct Part {
-    /// The offset the next record must have (-1: unknown until the first record of a new group).
-    pub next: i64,
+    /// The offset the next record must have (`None`: unknown until the first record, when
+    /// nothing was ever committed).
+    pub next: Option<i64>,
     /// The offset last committed to Kafka.
-    pub committed: i64,
+    pub committed: Option<i64>,
 }
 
 pub struct SingleFile {
@@ -40,7 +41,7 @@ pub struct SingleFile {
     pub len: u64,
     /// Bytes known to be on disk (fsynced).
     pub durable_len: u64,
-    pub parts: HashMap<(String, i32), Part>,
+    pub parts: HashMap<Tp, Part>,
     /// When each record written since the last fsync was consumed (for the latency histogram).
     pub unsynced: Vec<Instant>,
     /// Set when the partitions' commits can no longer be trusted to agree (a revocation whose
@@ -204,7 +205,7 @@ impl SingleFile {
 
     /// True if anything was written or consumed since the last commit.
     pub fn dirty(&self) -> bool {
-        self.len != self.durable_len || self.parts.values().any(|p| p.next >= 0 && p.next != p.committed)
+        self.len != self.durable_len || self.parts.values().any(|p| p.next.is_some() && p.next != p.committed)
     }
 
     pub fn commit_meta(&self, daemon_id: &str) -> CommitMeta {
@@ -252,9 +253,9 @@ impl Single {
         &self.path
     }
 
-    /// The offset a held partition's next record must have (-1: whatever comes first).
-    pub fn next_of(&self, key: &Tp) -> Option<i64> {
-        self.file.as_ref()?.parts.get(key).map(|p| p.next)
+    /// Where a held partition's next record is; `None` if it is not held.
+    pub fn next_of(&self, key: &Tp) -> Option<Next> {
+        self.file.as_ref()?.parts.get(key).map(|p| Next::of(p.next))
     }
 
     /// True if anything was written or consumed since the last commit.
@@ -282,9 +283,12 @@ impl Single {
     /// `resume` comes from Kafka's commit; the file may be further on for this partition (its
     /// start-up commit was this writer's newer cached one), and resuming before that would write
     /// its records twice.
-    pub fn join(&mut self, (topic, partition): Tp, resume: i64, committed: i64) {
+    pub fn join(&mut self, (topic, partition): Tp, resume: Option<i64>, committed: Option<i64>) {
         let Some(sf) = self.file.as_mut() else { return };
-        let resume = self.starts.get(&(topic.clone(), partition)).map_or(resume, |start| resume.max(*start));
+        let resume = match self.starts.get(&(topic.clone(), partition)) {
+            Some(start) => Some(resume.map_or(*start, |resume| resume.max(*start))),
+            None => resume,
+        };
         tracing::info!(topic, partition, next_offset = resume, file = %sf.path.display(), "partition joins the single file");
         sf.parts.insert((topic, partition), Part { next: resume, committed });
     }
@@ -312,9 +316,8 @@ impl Single {
         let commits: Vec<Commit> = sf
             .parts
             .iter()
-            .filter(|(_, part)| part.next >= 0)
-            .map(|((topic, partition), part)| {
-                (topic.clone(), *partition, Committed { offset: part.next, meta: meta.clone() })
+            .filter_map(|((topic, partition), part)| {
+                Some((topic.clone(), *partition, Committed { offset: part.next?, meta: meta.clone() }))
             })
             .collect();
         let wanted = commits.len();
@@ -349,7 +352,7 @@ impl Single {
         }
         for (topic, partition, c) in &applied {
             if let Some(part) = sf.parts.get_mut(&(topic.clone(), *partition)) {
-                part.committed = c.offset;
+                part.committed = Some(c.offset);
             }
         }
         Ok(())
@@ -385,11 +388,11 @@ impl Single {
         offset: i64,
         line: Option<&[u8]>,
     ) -> Result<(), SinkError> {
-        if self.next_of(key).is_some_and(|next| next < 0) {
+        if self.next_of(key) == Some(Next::First) {
             // The first record of a partition nothing was ever committed for: commit its offset
             // first (see `Partitions::write`).
             if let Some(part) = self.file.as_mut().and_then(|sf| sf.parts.get_mut(key)) {
-                part.next = offset;
+                part.next = Some(offset);
             }
             self.commit(committer)?;
         }
@@ -407,7 +410,7 @@ impl Single {
             }
         }
         if let Some(part) = sf.parts.get_mut(key) {
-            part.next = offset + 1;
+            part.next = Some(offset + 1);
         }
         Ok(())
     }

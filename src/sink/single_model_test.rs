@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use super::SinkStats;
 use super::commit::CommitCache;
 use super::model_test::{Answer, DAEMON, Disk, Store, answer, cases, scratch};
-use super::offsets::{self, Committer, Offsets, Tp};
+use super::offsets::{self, Committer, Next, Offsets, Tp};
 use super::single::Single;
 
 const TOPIC: &str = "t";
@@ -125,11 +125,12 @@ impl World {
         single.reconcile(from_kafka.clone(), &cache).map_err(|e| e.to_string())?;
         for ((t, p), c) in from_kafka {
             let (authority, _) = offsets::authority(&mut cache, DAEMON, (&t, p), c);
-            let resume = authority.as_ref().map_or(-1, |c| c.offset);
+            let resume = authority.as_ref().map(|c| c.offset);
             single.join((t, p), resume, resume);
         }
         // The consumer is positioned where the layout expects each partition's next record.
-        let pos = (0..PARTITIONS).map(|p| single.next_of(&tp(p)).unwrap_or(-1).max(0)).collect();
+        let pos =
+            (0..PARTITIONS).map(|p| single.next_of(&tp(p)).and_then(Next::offset).unwrap_or(0)).collect();
         self.running = Some(Running { single, cache, pos });
         Ok(())
     }
@@ -215,14 +216,15 @@ impl World {
             let next = r.single.next_of(&tp(p)).ok_or("a partition is not held")?;
             // The furthest this writer committed or recorded (its data fsynced) before sending:
             // in one file, a partition must resume where the file's length puts it.
-            let kafka = self.store.committed.get(&tp(p)).map_or(-1, |c| c.offset);
-            let cached = r.cache.get(TOPIC, p).latest().map_or(-1, |c| c.offset);
-            if next != kafka.max(cached) {
+            let kafka = self.store.committed.get(&tp(p)).map(|c| c.offset);
+            let cached = r.cache.get(TOPIC, p).latest().map(|c| c.offset);
+            if next.offset() != kafka.max(cached) {
                 return Err(format!(
-                    "partition {p} resumes at {next}, but it is committed at {kafka} (cache: {cached})"
+                    "partition {p} resumes at {next:?}, but it is committed at {kafka:?} (cache: {cached:?})"
                 ));
             }
-            let want: Vec<i64> = (0..next.max(0)).filter(|o| line(p, *o).is_some()).collect();
+            let next = next.offset().unwrap_or(0);
+            let want: Vec<i64> = (0..next).filter(|o| line(p, *o).is_some()).collect();
             if seen[p as usize] != want {
                 return Err(format!(
                     "after restart {}: partition {p}'s records in the file are {:?}, want {want:?}\n{}",
@@ -248,8 +250,13 @@ impl World {
         }
         self.apply(&Op::Restart)?;
         for p in 0..PARTITIONS {
-            let next = self.running.as_ref().and_then(|r| r.single.next_of(&tp(p))).unwrap_or(-1);
-            if next.max(0) < end[p as usize] {
+            let next = self
+                .running
+                .as_ref()
+                .and_then(|r| r.single.next_of(&tp(p)))
+                .and_then(Next::offset)
+                .unwrap_or(0);
+            if next < end[p as usize] {
                 return Err(format!(
                     "after the drain partition {p} ends at {next}, its log at {}",
                     end[p as usize]

@@ -44,14 +44,15 @@ pub struct PartitionWriter {
     file: Option<BufWriter<File>>,
     /// Offset of the first record in the active file.
     pub first: Option<i64>,
-    /// The offset the next record must have (-1: unknown until the first record of a new group).
-    pub next: i64,
+    /// The offset the next record must have (`None`: unknown until the first record, when
+    /// nothing was ever committed).
+    pub next: Option<i64>,
     /// Bytes written to the active file (including buffered ones).
     pub len: u64,
     /// Bytes known to be on disk (fsynced).
     pub durable_len: u64,
     /// The offset last committed to Kafka.
-    pub committed: i64,
+    pub committed: Option<i64>,
     /// The next commit closes the active file (a rotation): its metadata says `sealed`.
     pub sealing: bool,
     /// Where this writer's ownership began (carried in every commit's metadata).
@@ -92,10 +93,10 @@ impl PartitionWriter {
             dir: sink_dir.join(topic),
             file: None,
             first: None,
-            next: -1,
+            next: None,
             len: 0,
             durable_len: 0,
-            committed: -1,
+            committed: None,
             sealing: false,
             from: None,
             opened_at: Instant::now(),
@@ -143,8 +144,8 @@ impl PartitionWriter {
             };
             return Ok((w, Reconciled::Fresh { set_aside }));
         };
-        w.next = c.offset;
-        w.committed = c.offset;
+        w.next = Some(c.offset);
+        w.committed = Some(c.offset);
         if c.meta.w == daemon_id && c.meta.f == active_name(topic, partition) {
             w.from = c.meta.from.clone();
             let outcome = w.continue_own(c, active_len)?;
@@ -313,13 +314,13 @@ impl PartitionWriter {
         file.write_all(b"\n")?;
         self.len += value.len() as u64 + 1;
         self.first.get_or_insert(offset);
-        self.next = offset + 1;
+        self.next = Some(offset + 1);
         Ok(())
     }
 
     /// True if records were written since the last commit.
     pub fn dirty(&self) -> bool {
-        self.next > self.committed && self.next >= 0
+        self.next.is_some_and(|next| self.committed.is_none_or(|committed| next > committed))
     }
 
     /// Writes buffered records to the file (readable, not yet durable).
@@ -370,10 +371,10 @@ impl PartitionWriter {
     /// `sealing` set, so the committed metadata names the active file with its full length and
     /// says it is sealed (reconcile relies on it). The rename never replaces a file.
     pub fn rotate(&mut self) -> io::Result<Option<PathBuf>> {
-        let Some(first) = self.first else { return Ok(None) };
+        let (Some(first), Some(next)) = (self.first, self.next) else { return Ok(None) };
         debug_assert!(self.durable_len == self.len && self.committed == self.next);
         self.file = None;
-        let rotated = self.rotated_path(first, self.next);
+        let rotated = self.rotated_path(first, next);
         failpoints::io("sink::rotate::rename")?;
         fsutil::rename_noreplace(&self.active_path(), &rotated)?;
         failpoints::io("sink::rotate::dirsync")?;
@@ -418,7 +419,7 @@ mod tests {
         let (mut w, r) =
             PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::Continued { truncated: 14 });
-        assert_eq!((w.next, w.first), (7, Some(5)));
+        assert_eq!((w.next, w.first), (Some(7), Some(5)));
         w.append(7, b"c").expect("write");
         w.sync().expect("sync");
         assert_eq!(fs::read(dir.path().join("t/t-0.log")).expect("read"), b"a\nb\nc\n");
@@ -442,7 +443,7 @@ mod tests {
         drop(w);
         let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
-        assert_eq!((w.next, w.first, w.len), (2, None, 0));
+        assert_eq!((w.next, w.first, w.len), (Some(2), None, 0));
     }
 
     #[test]
@@ -461,7 +462,7 @@ mod tests {
         fs::rename(&rotated, &zst).expect("compressed");
         let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
-        assert_eq!(w.next, 1);
+        assert_eq!(w.next, Some(1));
         fs::remove_file(&zst).expect("gone");
         let (_, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::Damaged { set_aside: None }, "missing altogether: an error is logged");
@@ -494,7 +495,7 @@ mod tests {
             !matches!(r, Reconciled::Fresh { set_aside: Some(_) } | Reconciled::Damaged { .. }),
             "nothing committed was set aside: {r:?}"
         );
-        assert_eq!((w.next, w.first), (2, None), "a new file starts at the committed offset: {r:?}");
+        assert_eq!((w.next, w.first), (Some(2), None), "a new file starts at the committed offset: {r:?}");
         w.append(2, b"c").expect("write");
         w.sync().expect("sync");
         let names: Vec<String> = fs::read_dir(dir.join("t"))
@@ -529,7 +530,7 @@ mod tests {
         let (w, _) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&theirs), &own(&mine))
             .expect("takeover");
         assert_eq!(fs::read(&rotated).expect("rotated file kept"), b"aaaa\nbbbb\n");
-        assert_eq!(w.next, 10);
+        assert_eq!(w.next, Some(10));
         let names: Vec<String> = fs::read_dir(dir.path().join("t"))
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -555,7 +556,7 @@ mod tests {
         drop(w); // crash between the sealing commit and the rename
         let (w, r) = PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::RotationFinished { discarded: 0 });
-        assert_eq!((w.next, w.first), (2, None));
+        assert_eq!((w.next, w.first), (Some(2), None));
         assert_eq!(
             fs::read(dir.path().join("t").join(rotated_name("t", 0, 0, 1))).expect("rotated"),
             b"aaaa\nbbbb\n"
@@ -575,7 +576,7 @@ mod tests {
         let (mut w, r) =
             PartitionWriter::reconcile(dir.path(), "t", 0, "me", Some(&c), &own(&c)).expect("again");
         assert_eq!(r, Reconciled::Continued { truncated: 12 });
-        assert_eq!((w.next, w.first), (4, Some(2)));
+        assert_eq!((w.next, w.first), (Some(4), Some(2)));
         w.append(4, b"e").expect("write");
         w.sync().expect("sync");
         assert_eq!(fs::read(dir.path().join("t/t-0.log")).expect("active"), b"c\nd\ne\n");
@@ -603,7 +604,7 @@ mod tests {
         let closed = dir.path().join("t").join(rotated_name("t", 0, 0, 0));
         assert_eq!(r, Reconciled::TakenOver { closed: Some(closed.clone()) });
         assert_eq!(fs::read(closed).expect("read"), b"a\n");
-        assert_eq!(w.next, 10);
+        assert_eq!(w.next, Some(10));
         assert!(!w.active_path().exists());
     }
 
