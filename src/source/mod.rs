@@ -85,6 +85,9 @@ pub enum SourceError {
          cleanup.policy=compact, or choose another offsets_topic)"
     )]
     OffsetsNotCompacted { topic: String, policy: String },
+    /// A position record could not be encoded (a bug: positions are plain data).
+    #[error("encoding a position record: {0}")]
+    Encode(#[from] serde_json::Error),
     /// A failpoint made a step fail (test builds only: `src/failpoints.rs`).
     #[error("{0}")]
     Injected(String),
@@ -612,7 +615,7 @@ impl<'a> Source<'a> {
 
 /// A position record's value.
 fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, SourceError> {
-    serde_json::to_vec(value).map_err(|e| SourceError::Transaction(KafkaError::Subscription(e.to_string())))
+    Ok(serde_json::to_vec(value)?)
 }
 
 /// Kafka Connect JsonConverter's envelope for a string value (as FileStreamSource's records
