@@ -20,6 +20,8 @@ pub mod positions;
 pub mod reader;
 pub mod stats;
 pub mod tailer;
+mod topics;
+mod transaction;
 
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -39,7 +41,6 @@ use crate::config::connector::{KeyMode, ValueFormat};
 use crate::config::kafka_props::KafkaProps;
 use crate::config::{ConnectorConfig, SourceConfig};
 use crate::kafka::{admin, client};
-use crate::stop::Backoff;
 use checkpoint::Checkpoints;
 use discover::Discovery;
 use reader::Line;
@@ -186,7 +187,7 @@ impl<'a> Source<'a> {
     }
 
     fn run_until(&self, stop: &AtomicBool, drain: Duration) -> Result<(), SourceError> {
-        self.ensure_topics(stop)?;
+        topics::ensure(self.cfg, &self.props, stop)?;
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -358,67 +359,6 @@ impl<'a> Source<'a> {
         self.save_checkpoints(&mut tailer)
     }
 
-    /// Creates the topics the connector writes to (or waits for Kafka, reporting why) and checks
-    /// that the exactly-once offsets topic is compacted. Returns early if `stop` is set.
-    fn ensure_topics(&self, stop: &AtomicBool) -> Result<(), SourceError> {
-        let topic = &self.cfg.topic.name;
-        let admin_config = client::base(&self.props);
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let spec = &self.cfg.topic;
-            match admin::ensure_topic(
-                &admin_config,
-                topic,
-                spec.partitions,
-                spec.replication_factor,
-                &spec.config,
-                Duration::from_secs(10),
-            ) {
-                Ok(admin::TopicState::Created) => {
-                    tracing::info!(topic, "created topic");
-                    break;
-                }
-                Ok(_) => break,
-                Err(error @ KafkaError::AdminOp(_)) => {
-                    return Err(SourceError::Topic { topic: topic.clone(), error });
-                }
-                Err(error) if admin::authentication_failed(&error) => {
-                    return Err(SourceError::Authentication(error));
-                }
-                Err(error) => {
-                    tracing::warn!(topic, %error, retry_in = ?backoff.next(), "waiting for Kafka");
-                    backoff.wait(stop);
-                }
-            }
-        }
-        if self.cfg.exactly_once {
-            let offsets = &self.cfg.offsets_topic;
-            let compact =
-                std::collections::BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-            admin::ensure_topic(&admin_config, offsets, Some(6), None, &compact, Duration::from_secs(10))
-                .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
-            // A topic made by hand (or by a tool with the cluster's default policy) would lose
-            // positions to retention: the files would one day be read again from the start.
-            let policy =
-                admin::topic_config(&admin_config, offsets, "cleanup.policy", Duration::from_secs(10))
-                    .map_err(|error| SourceError::Topic { topic: offsets.clone(), error })?;
-            if !policy.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
-                return Err(SourceError::OffsetsNotCompacted {
-                    topic: offsets.clone(),
-                    policy: policy.unwrap_or_else(|| "unknown".into()),
-                });
-            }
-        }
-        if let Some(dlq) = &self.cfg.dead_letter_topic {
-            admin::ensure_topic(&admin_config, dlq, None, None, &Default::default(), Duration::from_secs(10))
-                .map_err(|error| SourceError::Topic { topic: dlq.clone(), error })?;
-        }
-        Ok(())
-    }
-
     /// Reads what is new in every followed file and hands each line to the producer.
     fn send_new_lines(
         &self,
@@ -524,11 +464,8 @@ impl<'a> Source<'a> {
         Ok(())
     }
 
-    /// Exactly-once mode: adds the new position of every followed file (and tombstones for files
-    /// forgotten) to the open transaction and commits it. A commit that times out is retried,
-    /// never blindly aborted: it may have been applied (librdkafka does not bump the producer
-    /// epoch per transaction, so a late abort could land on the next one). Any other failure is
-    /// returned, and the connector restarts with a new producer that fences this one.
+    /// Exactly-once mode: commits the open transaction with the positions it moves
+    /// (`transaction::commit`).
     fn commit_transaction(
         &self,
         producer: &ThreadedProducer<SourceContext>,
@@ -536,71 +473,7 @@ impl<'a> Source<'a> {
         timeout: Duration,
     ) -> Result<(), SourceError> {
         let prefix = positions::key_prefix(&self.daemon_id, &self.connector.name);
-        let update = tailer.transaction_positions();
-        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        if update.first_start {
-            // The connector's first start: from now on `start_at` never applies again.
-            let now = crate::fsutil::unix_now();
-            records.push((positions::started_key(&prefix), Some(format!("{{\"at\":{now}}}").into_bytes())));
-        }
-        for e in &update.entries {
-            records.push((positions::key(&prefix, e.id), Some(json(e)?)));
-        }
-        for id in &update.gone {
-            records.push((positions::key(&prefix, *id), None));
-        }
-        // What truncated files held, so that a copy found after a restart is read only from where
-        // the original stopped; and tombstones for those forgotten since the last commit.
-        for t in &update.truncated {
-            records.push((positions::truncated_key(&prefix, t), Some(json(t)?)));
-        }
-        for t in &update.forgotten_truncated {
-            records.push((positions::truncated_key(&prefix, t), None));
-        }
-        // Position records carry a token no file slot uses: their delivery reports are ignored
-        // (a failed one makes the commit fail, which is what matters).
-        let token = usize::MAX;
-        injected("source::txn::send-positions")?;
-        for (key, value) in &records {
-            loop {
-                let mut record =
-                    BaseRecord::<str, [u8], usize>::with_opaque_to(&self.cfg.offsets_topic, token)
-                        .key(key.as_str());
-                if let Some(v) = value {
-                    record = record.payload(v.as_slice());
-                }
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((error, _)) => return Err(SourceError::Transaction(error)),
-                }
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        // rdkafka's commit_transaction flushes first, polling for events in steps of 100 ms that
-        // the ThreadedProducer's own poll thread leaves empty: every commit with a record in
-        // flight cost 100 ms (a third of exactly-once's end-to-end latency at a 100 ms interval).
-        // Waiting for the in-flight records here, in 1 ms steps, leaves it nothing to wait for.
-        while producer.in_flight_count() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        injected("source::txn::commit")?;
-        loop {
-            match producer.commit_transaction(
-                deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)),
-            ) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
-                    tracing::warn!(error = %e, "transaction commit not confirmed yet; retrying the commit");
-                }
-                Err(error) => return Err(SourceError::Transaction(error)),
-            }
-        }
-        // Committed, not yet recorded in memory: a crash here resumes from this transaction.
-        injected("source::txn::committed")?;
-        tailer.committed(update);
+        transaction::commit(producer, tailer, &self.cfg.offsets_topic, &prefix, timeout)?;
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -611,11 +484,6 @@ impl<'a> Source<'a> {
             .save_checkpoints()
             .map_err(|source| SourceError::Checkpoint { path: self.checkpoint_path.clone(), source })
     }
-}
-
-/// A position record's value.
-fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, SourceError> {
-    Ok(serde_json::to_vec(value)?)
 }
 
 /// Kafka Connect JsonConverter's envelope for a string value (as FileStreamSource's records
