@@ -182,6 +182,35 @@ impl Collector for Connectors {
             "Lines longer than max_line_bytes, by what the policy did",
             &long,
         )?;
+        counter(
+            &mut encoder,
+            "macklake_source_multiline_records",
+            "Records of more than one line sent ([multiline])",
+            &by(&|s| get(&s.multiline_records)),
+        )?;
+        let mut cuts = Vec::new();
+        let mut filtered = Vec::new();
+        for (n, s) in &sources {
+            cuts.push((vec![("connector", *n), ("reason", "max_lines")], get(&s.records_cut_max_lines)));
+            cuts.push((vec![("connector", *n), ("reason", "max_bytes")], get(&s.records_cut_max_bytes)));
+            cuts.push((vec![("connector", *n), ("reason", "timeout")], get(&s.records_cut_timeout)));
+            cuts.push((vec![("connector", *n), ("reason", "rotation")], get(&s.records_cut_rotation)));
+            filtered
+                .push((vec![("connector", *n), ("filter", "include_lines")], get(&s.records_not_included)));
+            filtered.push((vec![("connector", *n), ("filter", "exclude_lines")], get(&s.records_excluded)));
+        }
+        counter(
+            &mut encoder,
+            "macklake_source_records_cut",
+            "Multi-line records ended before their rule said so: max_lines, max_bytes, timeout (nothing more came), rotation (their file was rotated away)",
+            &cuts,
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_source_records_filtered",
+            "Records not sent: matching no include_lines, or one of exclude_lines (their positions pass them)",
+            &filtered,
+        )?;
         let mut files = Vec::new();
         for (n, s) in &sources {
             files.push((vec![("connector", *n), ("descriptor", "open")], get(&s.files) as i64));

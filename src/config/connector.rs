@@ -79,6 +79,15 @@ pub struct SourceConfig {
     pub max_line_bytes: u64,
     #[serde(default)]
     pub long_lines: LongLinePolicy,
+    /// Lines grouped into records (a stack trace is one record).
+    #[serde(default)]
+    pub multiline: Option<Box<MultilineConfig>>,
+    /// Only records matching one of these regexes are sent (all, if empty).
+    #[serde(default)]
+    pub include_lines: Vec<String>,
+    /// Records matching one of these regexes are not sent (counted; their positions pass them).
+    #[serde(default)]
+    pub exclude_lines: Vec<String>,
     /// Where the first `max_line_bytes` of every over-long line also go, with headers giving the
     /// reason, the path, the offset and the original length (created if missing).
     #[serde(default)]
@@ -319,6 +328,75 @@ pub enum LongLinePolicy {
     Skip,
 }
 
+/// `[multiline]`: how lines group into records. A record is its lines joined by `\n`; its
+/// offset is its first line's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// Ready-made rules for common stack traces.
+    pub preset: Option<MultilinePreset>,
+    /// Alone: a record begins at each line that matches. With `condition_pattern`: when no
+    /// record is open, a line that does not match is a record by itself (Vector's).
+    pub start_pattern: Option<String>,
+    /// Which lines continue or end a record, as `mode` says.
+    pub condition_pattern: Option<String>,
+    /// With `condition_pattern` (default `continue_through`).
+    pub mode: Option<MultilineMode>,
+    /// `condition_pattern` selects the lines that do not match it.
+    pub negate: bool,
+    /// A record is cut after this many lines (the cut is counted; the rest is the next record).
+    pub max_lines: usize,
+    #[serde(with = "units::size")]
+    pub max_bytes: u64,
+    /// An unfinished record is sent after nothing came for this long.
+    #[serde(with = "units::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MultilineConfig {
+    fn default() -> Self {
+        MultilineConfig {
+            preset: None,
+            start_pattern: None,
+            condition_pattern: None,
+            mode: None,
+            negate: false,
+            max_lines: 500,
+            max_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Vector's multi-line modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MultilineMode {
+    /// The lines that match continue the record (the first need not).
+    #[default]
+    ContinueThrough,
+    /// The lines that match continue it, and so does the one line after them.
+    ContinuePast,
+    /// The lines that do not match continue it; one that matches begins the next.
+    HaltBefore,
+    /// The lines continue it up to and including the first that matches.
+    HaltWith,
+}
+
+/// `[multiline] preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MultilinePreset {
+    /// Java and JVM stack traces: the exception line, `at ...`, `... N more`, `Caused by:`.
+    Java,
+    /// Python tracebacks, ending with the exception's line; chained ones too.
+    Python,
+    /// Go panics and goroutine dumps.
+    Go,
+    /// Every indented line continues the record before it.
+    Indented,
+}
+
 /// Where a new consumer group starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -540,6 +618,47 @@ fn validate_source(file: &Path, text: &str, c: &SourceConfig) -> Result<(), Conf
     }
     if c.max_open_files == 0 {
         return Err(ConfigError::at_key(file, text, None, "max_open_files", "must be at least 1"));
+    }
+    validate_events(file, text, c)
+}
+
+/// `[multiline]`, `include_lines` and `exclude_lines`: one way of grouping, patterns that compile
+/// (the `regex` crate's syntax, bytes mode, as `source::events` compiles them).
+fn validate_events(file: &Path, text: &str, c: &SourceConfig) -> Result<(), ConfigError> {
+    let check = |table: Option<&str>, key: &str, pattern: &str| {
+        regex::bytes::Regex::new(pattern)
+            .map(|_| ())
+            .map_err(|e| ConfigError::at_key(file, text, table, key, format!("bad regex: {e}")))
+    };
+    for p in &c.include_lines {
+        check(None, "include_lines", p)?;
+    }
+    for p in &c.exclude_lines {
+        check(None, "exclude_lines", p)?;
+    }
+    let Some(m) = &c.multiline else { return Ok(()) };
+    let at = |key: &str, message: &str| ConfigError::at_key(file, text, Some("multiline"), key, message);
+    if m.preset.is_some() && m.condition_pattern.is_some() {
+        return Err(at("condition_pattern", "give either preset or condition_pattern, not both"));
+    }
+    if m.condition_pattern.is_none() && (m.mode.is_some() || m.negate) {
+        let key = if m.mode.is_some() { "mode" } else { "negate" };
+        return Err(at(key, "applies to condition_pattern, which is not given"));
+    }
+    if m.preset.is_none() && m.condition_pattern.is_none() && m.start_pattern.is_none() {
+        return Err(at("preset", "give start_pattern, condition_pattern (with mode) or preset"));
+    }
+    if m.max_lines == 0 {
+        return Err(at("max_lines", "must be at least 1"));
+    }
+    if m.max_bytes == 0 {
+        return Err(at("max_bytes", "must be at least 1 byte"));
+    }
+    if let Some(p) = &m.start_pattern {
+        check(Some("multiline"), "start_pattern", p)?;
+    }
+    if let Some(p) = &m.condition_pattern {
+        check(Some("multiline"), "condition_pattern", p)?;
     }
     Ok(())
 }
@@ -854,6 +973,36 @@ mod tests {
         assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("kafka.group.id")));
         let err = parse("name = \"a\"\nkind = \"file-pipe\"\n").expect_err("kind");
         assert_eq!(err.line, Some(2));
+    }
+
+    /// Issue 16: a pattern that does not compile, or grouping keys that contradict each other,
+    /// are refused with the file's line and the key.
+    #[test]
+    fn multiline_and_filter_errors_name_the_line_and_key() {
+        let base = "name = \"a\"\nkind = \"file-source\"\npaths = [\"/l/*.log\"]\ntopic = \"t\"\n";
+        let err = parse(&format!("{base}include_lines = [\"ok\", \"(unclosed\"]\n")).expect_err("bad regex");
+        assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("include_lines")));
+        assert!(err.message.contains("bad regex"), "{err}");
+        let err = parse(&format!("{base}[multiline]\nmode = \"halt_with\"\ncondition_pattern = \"[\"\n"))
+            .expect_err("bad regex");
+        assert_eq!((err.line, err.key.as_deref()), (Some(7), Some("multiline.condition_pattern")));
+        let err = parse(&format!("{base}[multiline]\npreset = \"java\"\ncondition_pattern = \"x\"\n"))
+            .expect_err("both");
+        assert_eq!(err.key.as_deref(), Some("multiline.condition_pattern"));
+        let err = parse(&format!("{base}[multiline]\nmode = \"halt_with\"\n")).expect_err("mode alone");
+        assert_eq!((err.line, err.key.as_deref()), (Some(6), Some("multiline.mode")));
+        let err = parse(&format!("{base}[multiline]\npreset = \"cobol\"\n")).expect_err("unknown preset");
+        assert_eq!(err.line, Some(6), "{err}");
+        let err = parse(&format!("{base}[multiline]\nmax_lines = 10\n")).expect_err("no rule");
+        assert_eq!(err.key.as_deref(), Some("multiline.preset"), "{err}");
+        let c = parse(&format!("{base}exclude_lines = [\"^DEBUG\"]\n[multiline]\npreset = \"python\"\n"))
+            .expect("valid");
+        let ConnectorKind::Source(s) = &c.kind else { panic!("a source") };
+        assert_eq!(s.multiline.as_ref().and_then(|m| m.preset), Some(MultilinePreset::Python));
+        assert_eq!(
+            s.multiline.as_ref().map(|m| (m.max_lines, m.timeout)),
+            Some((500, Duration::from_secs(1)))
+        );
     }
 
     #[test]

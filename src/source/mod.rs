@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod claims;
 pub mod connect_offsets;
 pub mod discover;
+pub mod events;
 pub mod fingerprint;
 pub mod headers;
 pub mod positions;
@@ -86,6 +87,10 @@ pub enum SourceError {
          cleanup.policy=compact, or choose another offsets_topic)"
     )]
     OffsetsNotCompacted { topic: String, policy: String },
+    /// A `[multiline]`, `include_lines` or `exclude_lines` pattern did not compile (config
+    /// validation should have caught it).
+    #[error("bad regex in {key}: {error}")]
+    Pattern { key: &'static str, error: regex::Error },
     /// A position record could not be encoded (a bug: positions are plain data).
     #[error("encoding a position record: {0}")]
     Encode(#[from] serde_json::Error),
@@ -230,7 +235,7 @@ impl<'a> Source<'a> {
         };
         let mut tailer = Tailer::new(
             &self.connector.name,
-            TailerConfig::of(self.cfg),
+            TailerConfig::of(self.cfg).map_err(|b| SourceError::Pattern { key: b.key, error: b.error })?,
             checkpoints,
             self.claims.clone(),
             self.stats.clone(),

@@ -38,13 +38,27 @@ pub struct SourceStats {
     /// Files held as a copy of another that outgrew it, read whole (their shared lines may be
     /// sent twice).
     pub copies_read_whole: std::sync::atomic::AtomicU64,
+    /// Records of more than one line handed out (`[multiline]`).
+    pub multiline_records: std::sync::atomic::AtomicU64,
+    /// Records ended before their rule said so: by `max_lines`, by `max_bytes`, by `timeout`
+    /// (nothing more came), and by the end of their file (rotated away mid-record).
+    pub records_cut_max_lines: std::sync::atomic::AtomicU64,
+    pub records_cut_max_bytes: std::sync::atomic::AtomicU64,
+    pub records_cut_timeout: std::sync::atomic::AtomicU64,
+    pub records_cut_rotation: std::sync::atomic::AtomicU64,
+    /// Records not sent: matching no `include_lines`, or one of `exclude_lines`.
+    pub records_not_included: std::sync::atomic::AtomicU64,
+    pub records_excluded: std::sync::atomic::AtomicU64,
 }
 
 impl SourceStats {
-    /// Everything that moves a file position: lines sent, dead letters, skipped over-long lines.
+    /// Everything that moves a file position: lines sent, dead letters, skipped over-long lines,
+    /// filtered records.
     pub fn progress(&self) -> u64 {
         self.lines_sent.load(Ordering::Relaxed)
             + self.dead_lettered.load(Ordering::Relaxed)
             + self.long_lines_skipped.load(Ordering::Relaxed)
+            + self.records_not_included.load(Ordering::Relaxed)
+            + self.records_excluded.load(Ordering::Relaxed)
     }
 }

@@ -18,6 +18,7 @@ mod security;
 mod service;
 mod sink_formats;
 mod sink_positions;
+mod source_events;
 #[cfg(feature = "failpoints")]
 mod source_faults;
 mod source_identity;

@@ -23,10 +23,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use macklake::config::connector::{LongLinePolicy, StartAt};
+use macklake::config::connector::{LongLinePolicy, MultilineConfig, MultilinePreset, StartAt};
 use macklake::source::checkpoint::{Checkpoints, Entry, Truncated};
 use macklake::source::claims::Claims;
 use macklake::source::discover::Discovery;
+use macklake::source::events::{Filter, Multiline, Rules};
 use macklake::source::fingerprint::FileId;
 use macklake::source::stats::SourceStats;
 use macklake::source::tailer::{Clock, Emitted, READ_BUDGET, Tailer, TailerConfig};
@@ -129,9 +130,19 @@ fn text(n: u64) -> String {
     format!("L{n:06}")
 }
 
+/// Multi-line runs: record `n` is its line and `n % 3` indented continuation lines.
+fn record(n: u64) -> String {
+    let mut r = text(n);
+    for i in 1..=n % 3 {
+        r.push_str(&format!("\n L{n:06}.{i}"));
+    }
+    r
+}
+
 fn number(payload: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(payload).ok()?;
-    (s.len() == 7 && s.starts_with('L')).then(|| s[1..].parse().ok())?
+    let first = s.split('\n').next()?;
+    (first.len() == 7 && first.starts_with('L')).then(|| first[1..].parse().ok())?
 }
 
 /// A record handed out and not yet acknowledged.
@@ -186,6 +197,10 @@ struct World {
     /// Exactly-once: lines of the open transaction, and those committed.
     txn: Vec<u64>,
     delivered: Vec<u64>,
+    /// Issue 16: lines are grouped into records (`[multiline] preset = "indented"`).
+    multiline: bool,
+    /// Records written as one line only (an unterminated line finished later).
+    singles: BTreeSet<u64>,
 }
 
 /// The offsets topic of an exactly-once source, as `positions::restore` reads it back.
@@ -200,7 +215,7 @@ const SLOT_SHIFT: u32 = 40;
 const GENERATION_SHIFT: u32 = 56;
 
 impl World {
-    fn new(eos: bool) -> World {
+    fn new(eos: bool, multiline: bool) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
         std::fs::create_dir_all(dir.path().join("elsewhere")).expect("elsewhere dir");
@@ -229,6 +244,8 @@ impl World {
             store: Store::default(),
             txn: Vec::new(),
             delivered: Vec::new(),
+            multiline,
+            singles: BTreeSet::new(),
         };
         w.start();
         w
@@ -256,7 +273,21 @@ impl World {
             max_line_bytes: 1024,
             long_lines: LongLinePolicy::Split,
             dead_letters: false,
+            rules: Arc::new(self.rules()),
         }
+    }
+
+    /// Multi-line runs group indented lines into the record before them.
+    fn rules(&self) -> Rules {
+        let config =
+            MultilineConfig { preset: Some(MultilinePreset::Indented), ..MultilineConfig::default() };
+        let multiline = self.multiline.then(|| Multiline::new(&config).expect("the preset compiles"));
+        Rules { multiline, filter: Filter::default() }
+    }
+
+    /// What record `n` looks like when it arrives whole.
+    fn expected(&self, n: u64) -> String {
+        if self.multiline && !self.singles.contains(&n) { record(n) } else { text(n) }
     }
 
     fn start(&mut self) {
@@ -302,7 +333,7 @@ impl World {
             self.active_seen = false;
         }
         for _ in 0..n {
-            out.push_str(&text(self.next));
+            out.push_str(&self.expected(self.next));
             out.push('\n');
             self.files.entry(active.clone()).or_default().push(self.next);
             self.next += 1;
@@ -315,6 +346,8 @@ impl World {
         if !self.active().exists() {
             self.active_seen = false;
         }
+        // (In multi-line runs a record with no continuation lines: it may be cut at any moment.)
+        self.singles.insert(self.next);
         let line = text(self.next);
         self.files.entry(self.active()).or_default().push(self.next);
         self.next += 1;
@@ -403,7 +436,7 @@ impl World {
                 let mut out = String::new();
                 let mut lines = Vec::new();
                 while (out.len() as u64) < size.max(1) {
-                    out.push_str(&text(self.next));
+                    out.push_str(&self.expected(self.next));
                     out.push('\n');
                     lines.push(self.next);
                     self.next += 1;
@@ -509,15 +542,20 @@ impl World {
         let mut torn: Vec<Vec<u8>> = Vec::new();
         let tailer = self.tailer.as_mut().expect("a running tailer");
         tailer.settle_identities();
+        let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
         let result = tailer.poll(READ_BUDGET, |file, line| -> Result<Emitted, std::convert::Infallible> {
             let payload = line.payload.unwrap_or_default();
-            match number(payload) {
-                Some(n) => out.push((file.token, n)),
-                None => torn.push(payload.to_vec()),
-            }
+            got.push((file.token, payload.to_vec()));
             Ok(Emitted::Sent { bytes: Some(payload.len() as u64) })
         });
         result.expect("poll");
+        for (token, payload) in got {
+            // Whole: a record's continuation lines are written with it, in one write.
+            match number(&payload).filter(|n| payload == self.expected(*n).as_bytes()) {
+                Some(n) => out.push((token, n)),
+                None => torn.push(payload),
+            }
+        }
         assert!(
             torn.is_empty(),
             "lines handed out that were never written: {:?}",
@@ -643,7 +681,11 @@ fn run(ops: &[Op]) {
 }
 
 fn run_in(eos: bool, ops: &[Op]) {
-    let mut w = World::new(eos);
+    run_with(eos, false, ops);
+}
+
+fn run_with(eos: bool, multiline: bool, ops: &[Op]) {
+    let mut w = World::new(eos, multiline);
     for op in ops {
         w.apply(op);
     }
@@ -661,6 +703,13 @@ proptest! {
         run_in(false, &ops);
     }
 
+    /// Issue 16: the same with multi-line records (each record written in one write), in either
+    /// mode: every record arrives whole, once, with its first line's number.
+    #[test]
+    fn the_multiline_tailer_follows_the_model(eos in any::<bool>(), ops in prop::collection::vec(op(), 1..80)) {
+        run_with(eos, true, &ops);
+    }
+
     /// The same exactly-once: only committed lines count, and none of them twice.
     #[test]
     fn the_exactly_once_tailer_follows_the_model(ops in prop::collection::vec(op(), 1..80)) {
@@ -672,7 +721,7 @@ proptest! {
 #[test]
 fn the_model_notices_lost_lines() {
     let result = std::panic::catch_unwind(|| {
-        let mut w = World::new(false);
+        let mut w = World::new(false, false);
         w.apply(&Op::Append(3));
         w.apply(&Op::Rescan);
         w.apply(&Op::Poll);
@@ -685,7 +734,7 @@ fn the_model_notices_lost_lines() {
 #[test]
 fn the_model_notices_lines_sent_twice() {
     let result = std::panic::catch_unwind(|| {
-        let mut w = World::new(false);
+        let mut w = World::new(false, false);
         w.apply(&Op::Append(3));
         w.apply(&Op::Rescan);
         w.apply(&Op::Poll);

@@ -27,6 +27,7 @@ use crate::config::SourceConfig;
 use crate::config::connector::{LongLinePolicy, StartAt};
 use crate::source::checkpoint::{self, Checkpoints, Entry};
 use crate::source::claims::Claims;
+use crate::source::events::{Assembler, BadPattern, Cut, Dropped, Filter, Multiline, Record, Rules};
 use crate::source::fingerprint::{FileId, Fingerprint};
 use crate::source::reader::{Flow, Line, Reader};
 use crate::source::stats::SourceStats;
@@ -69,11 +70,17 @@ pub struct TailerConfig {
     pub long_lines: LongLinePolicy,
     /// Over-long lines are handed out as dead letters too.
     pub dead_letters: bool,
+    /// How lines group into records, and which records are sent.
+    pub rules: Arc<Rules>,
 }
 
 impl TailerConfig {
-    pub fn of(cfg: &SourceConfig) -> TailerConfig {
-        TailerConfig {
+    pub fn of(cfg: &SourceConfig) -> Result<TailerConfig, BadPattern> {
+        let rules = Rules {
+            multiline: cfg.multiline.as_deref().map(Multiline::new).transpose()?,
+            filter: Filter::new(&cfg.include_lines, &cfg.exclude_lines)?,
+        };
+        Ok(TailerConfig {
             exactly_once: cfg.exactly_once,
             start_at: cfg.start_at,
             follow_symlinks: cfg.follow_symlinks,
@@ -84,7 +91,13 @@ impl TailerConfig {
             max_line_bytes: cfg.max_line_bytes,
             long_lines: cfg.long_lines,
             dead_letters: cfg.dead_letter_topic.is_some(),
-        }
+            rules: Arc::new(rules),
+        })
+    }
+
+    /// A file's record assembler, unless lines are handed out as they are.
+    fn assembler(&self) -> Option<Assembler> {
+        (!self.rules.plain()).then(|| Assembler::new(Arc::clone(&self.rules)))
     }
 }
 
@@ -122,7 +135,7 @@ fn look(
             // acknowledged (lines in flight may still fail, and the copy's checkpoint must
             // not claim them). Exactly-once: everything handed out, since the copy's position
             // is committed in the same transaction as those lines, or not at all.
-            let position = if cfg.exactly_once { t.reader.position() } else { t.acks.acked_offset };
+            let position = if cfg.exactly_once { t.position() } else { t.acks.acked_offset };
             remember(
                 truncations,
                 Truncation {
@@ -135,6 +148,7 @@ fn look(
         }
         let file = t.reader.file().try_clone()?;
         t.reader = new_reader(cfg, file, 0);
+        t.events = cfg.assembler();
         t.acks.restart_at(0);
         t.committed = 0;
         t.fingerprint = Fingerprint::default();
@@ -177,10 +191,18 @@ fn read_copy(cfg: &TailerConfig, truncations: &mut [Truncation], t: &mut Tracked
     let file = t.reader.file().try_clone().ok()?;
     let start = claim_copy(truncations, i, size);
     t.reader = new_reader(cfg, file, start);
+    t.events = cfg.assembler();
     t.acks.restart_at(start); // (keeps the slot's sequence numbers: see Slots::free)
     t.committed = start;
     t.held_by = None;
     Some(start)
+}
+
+/// What `pump` hands out: a record put together by the file's assembler, or a piece of the file
+/// as the reader cut it (a line when records are lines, a dead letter, dropped bytes).
+enum Piece<'a> {
+    Record(Record<'a>),
+    Raw(Line<'a>),
 }
 
 /// The file a line handed out belongs to, and the delivery token to send it with.
@@ -230,9 +252,23 @@ pub(crate) struct Tracked {
     /// only when one of them changed.
     last_size: u64,
     last_mtime: (i64, i64),
+    /// Groups lines into records and filters them (`None`: lines are handed out as they are).
+    events: Option<Assembler>,
 }
 
 impl Tracked {
+    /// Everything before this is handed out: the reader's position, or the first line of a
+    /// record still being put together (read again from there after a restart).
+    fn position(&self) -> u64 {
+        self.events.as_ref().and_then(Assembler::open_since).unwrap_or_else(|| self.reader.position())
+    }
+
+    /// Whether lines were read that are not handed out yet: an unterminated last line, or an
+    /// unfinished record.
+    fn holds_back(&self) -> bool {
+        self.reader.has_partial() || self.events.as_ref().is_some_and(|e| e.open_since().is_some())
+    }
+
     /// Whether the file has a position to save. A held copy and a new file not yet told apart
     /// from a copy being written have none: saved at 0, either would be read whole after a
     /// restart (every line of its original sent again). Without an entry, a restart identifies
@@ -484,10 +520,13 @@ impl Tailer {
         let slot = t.slot;
         let path = t.path.as_path();
         let acks = &mut t.acks;
+        let stats = &self.stats;
         let mut failure = None;
-        let mut on_line = |line: Line<'_>| -> Flow {
+        // Hands one piece to `emit` (or, with no payload and no dead letter, accounts for bytes
+        // the long-line policy or a filter dropped).
+        let mut hand_out = |line: Line<'_>| -> Flow {
             if line.payload.is_none() && line.dead_letter.is_none() {
-                // Bytes dropped by the long-line policy: nothing to wait for.
+                // Nothing to wait for.
                 let seq = acks.push(line.end, None, now);
                 acks.ack(seq);
                 return Flow::Continue;
@@ -505,6 +544,55 @@ impl Tailer {
                 }
             }
         };
+        // A complete record is filtered, then handed out; a raw piece goes out as it is.
+        let filter = &cfg.rules.filter;
+        let mut deliver = |piece: Piece<'_>| -> Flow {
+            let r = match piece {
+                Piece::Raw(line) => return hand_out(line),
+                Piece::Record(r) => r,
+            };
+            let dropped = filter.drops(r.payload);
+            let line = Line {
+                payload: if dropped.is_some() { None } else { Some(r.payload) },
+                start: r.start,
+                end: r.end,
+                dead_letter: None,
+            };
+            if hand_out(line) == Flow::Stop {
+                return Flow::Stop;
+            }
+            let counter = match (dropped, r.cut) {
+                (Some(Dropped::NotIncluded), _) => Some(&stats.records_not_included),
+                (Some(Dropped::Excluded), _) => Some(&stats.records_excluded),
+                (None, Some(Cut::MaxLines)) => Some(&stats.records_cut_max_lines),
+                (None, Some(Cut::MaxBytes)) => Some(&stats.records_cut_max_bytes),
+                (None, _) => None,
+            };
+            if let Some(c) = counter {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            if r.lines > 1 && dropped.is_none() {
+                stats.multiline_records.fetch_add(1, Ordering::Relaxed);
+            }
+            Flow::Continue
+        };
+        let events = &mut t.events;
+        let mut on_line = |line: Line<'_>| -> Flow {
+            let Some(ev) = events.as_mut() else { return deliver(Piece::Raw(line)) };
+            let mut record = |r: Record<'_>| deliver(Piece::Record(r));
+            match (line.payload, &line.dead_letter) {
+                // A dead letter goes out in file order: the record before it ends here.
+                (_, Some(_)) => {
+                    if ev.flush(&mut record) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                    deliver(Piece::Raw(line))
+                }
+                (None, None) if ev.cover(line.end) => Flow::Continue,
+                (None, None) => deliver(Piece::Raw(line)),
+                (Some(content), None) => ev.offer(content, line.start, line.end, &mut record),
+            }
+        };
         let long_before = t.reader.stats;
         let read = t
             .reader
@@ -518,8 +606,22 @@ impl Tailer {
             // Rotated away with an unterminated last line: it will not be completed.
             t.reader.take_partial(&mut on_line);
         }
+        if read > 0 {
+            t.last_growth = now;
+        }
+        // An unfinished record that nothing was added to for `timeout` goes out as it is (a
+        // record ends with its file too: one rotated away mid-record is not glued to the next).
+        if let Some(ev) = events.as_mut()
+            && let Some(ml) = ev.rules().multiline.as_ref()
+            && ev.open_since().is_some()
+            && now.saturating_duration_since(t.last_growth) >= ml.timeout
+            && !(t.detached && t.reader.has_partial())
+            && ev.flush(&mut |r| deliver(Piece::Record(r))) == Flow::Continue
+        {
+            let counter = if t.detached { &stats.records_cut_rotation } else { &stats.records_cut_timeout };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let long = t.reader.stats;
-        let stats = &self.stats;
         stats.long_lines_split.fetch_add(long.split - long_before.split, Ordering::Relaxed);
         stats.long_lines_truncated.fetch_add(long.truncated - long_before.truncated, Ordering::Relaxed);
         stats.long_lines_skipped.fetch_add(long.skipped - long_before.skipped, Ordering::Relaxed);
@@ -528,9 +630,6 @@ impl Tailer {
         if head.len() > t.prefix.len() {
             t.prefix = head.to_vec();
             t.fingerprint = Fingerprint::of_bytes(head);
-        }
-        if read > 0 {
-            t.last_growth = now;
         }
         match failure {
             Some(e) => Err(PollError::Emit(e)),
@@ -581,10 +680,10 @@ impl Tailer {
     /// Whether `t` is read to its end (`size`) with everything acknowledged (and, exactly-once,
     /// committed).
     fn finished(&self, t: &Tracked, size: u64) -> bool {
-        !t.reader.has_partial()
+        !t.holds_back()
             && t.reader.read_position() >= size
             && t.acks.idle()
-            && (!self.cfg.exactly_once || t.committed == t.reader.position())
+            && (!self.cfg.exactly_once || t.committed == t.position())
     }
 
     /// Stops following detached files that are finished: read to the end and all acknowledged.
@@ -609,7 +708,7 @@ impl Tailer {
                     Truncation {
                         fingerprint: t.fingerprint,
                         prefix: t.prefix.clone(),
-                        position: t.reader.position(),
+                        position: t.position(),
                         at: now,
                     },
                 );
@@ -698,7 +797,7 @@ impl Tailer {
             .files
             .iter()
             .filter(|(_, t)| t.positioned())
-            .map(|(id, t)| Entry { offset: t.reader.position(), ..t.entry(*id, now_unix) })
+            .map(|(id, t)| Entry { offset: t.position(), ..t.entry(*id, now_unix) })
             .collect();
         let files = &self.files;
         let mut gone = self

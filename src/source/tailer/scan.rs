@@ -297,6 +297,7 @@ impl Tailer {
             unidentified_since,
             last_size: size,
             last_mtime: mtime(&meta),
+            events: self.cfg.assembler(),
         }))
     }
 }
