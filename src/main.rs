@@ -37,6 +37,14 @@ enum Command {
     Check {
         #[arg(long, env = "MACKLAKE_CONFIG")]
         config: PathBuf,
+        /// With --sample: the file-source connector whose rules to try.
+        #[arg(long, requires = "sample")]
+        connector: Option<String>,
+        /// Print what this file would become under the connector's rules (multi-line grouping,
+        /// include/exclude filters, long lines): its records with their offsets, what was
+        /// dropped and by which filter, where records were cut. Reads nothing from Kafka.
+        #[arg(long, requires = "connector")]
+        sample: Option<PathBuf>,
     },
     /// Show what the running daemon is doing: connectors, state, files and positions, partitions,
     /// offsets and lag (asked over its HTTP listener).
@@ -285,7 +293,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if report.applied.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Check { config } => {
+        Command::Check { config, connector: Some(name), sample: Some(file) } => {
+            let source = match macklake::daemon::find_source(&config, &name) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let s = macklake::source::sample::run(&source, &file, &mut out)
+                .with_context(|| format!("sampling {}", file.display()))?;
+            use std::io::Write as _;
+            writeln!(
+                out,
+                "{}: {} records ({} of several lines, {} cut at max_lines/max_bytes); dropped: {} matching no include_lines, {} matching exclude_lines; {} bytes dropped by the long-line policy",
+                file.display(),
+                s.records,
+                s.multiline,
+                s.cuts,
+                s.not_included,
+                s.excluded,
+                s.dropped_bytes
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, .. } => {
             let problems = macklake::daemon::check(&config);
             for p in &problems {
                 println!("{p}");

@@ -153,6 +153,32 @@ pub fn check(config_path: &std::path::Path) -> Vec<String> {
     }
 }
 
+/// The source connector `name` among the daemon's connector files (for `check --sample`).
+pub fn find_source(config_path: &std::path::Path, name: &str) -> Result<crate::config::SourceConfig, String> {
+    let config = DaemonConfig::load(config_path).map_err(|e| e.to_string())?;
+    let results = load_dir(&config.connectors_dir, LoadContext::of(&config)).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for r in results {
+        match r {
+            Ok(c) if c.name == name => {
+                return match c.kind {
+                    crate::config::ConnectorKind::Source(s) => Ok(s),
+                    crate::config::ConnectorKind::Sink(_) => {
+                        Err(format!("connector {name} is a file-sink, not a file-source"))
+                    }
+                };
+            }
+            Ok(c) => names.push(c.name),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!(
+        "no connector named {name} in {} (there are: {})",
+        config.connectors_dir.display(),
+        names.join(", ")
+    ))
+}
+
 /// Installs the tracing subscriber the daemon config asks for (stderr; text or JSON).
 pub fn init_logging(config: &DaemonConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MACKLAKE_LOG")

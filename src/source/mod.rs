@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod headers;
 pub mod positions;
 pub mod reader;
+pub mod sample;
 pub mod stats;
 pub mod tailer;
 mod topics;

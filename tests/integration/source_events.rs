@@ -176,3 +176,34 @@ fn a_rotation_mid_trace_ends_the_record_and_is_counted() {
     });
     assert!(d.stop().success());
 }
+
+/// `check --sample` shows what a file would become under a connector's rules, without Kafka:
+/// records with their offsets, what a filter dropped, and a summary; a sink or an unknown name is
+/// refused.
+#[test]
+fn check_sample_shows_records_and_what_was_dropped() {
+    let d = Daemon::new("127.0.0.1:1", "sample-host");
+    d.source_with("sampled", "t", 1, "exclude_lines = [\"healthcheck\"]\n[multiline]\npreset = \"java\"");
+    d.sink("archive", &["t"], "");
+    let sample = d.logs.join("sample.log");
+    let mut lines = trace(0);
+    lines.push("2026-12-03 12:00:01 INFO healthcheck ok".to_string());
+    support::daemon::append(&sample, &lines);
+    let config = d.config.to_string_lossy().into_owned();
+    let file = sample.to_string_lossy().into_owned();
+    let out = support::run(&["check", "--config", &config, "--connector", "sampled", "--sample", &file]);
+    let text = support::text(&out.stdout);
+    assert!(out.status.success(), "{text}{}", support::text(&out.stderr));
+    assert!(
+        text.starts_with("@0 record of 6 lines\n    2026-12-03 12:00:00 ERROR request 0 failed\n"),
+        "{text}"
+    );
+    let at = trace(0).iter().map(|l| l.len() + 1).sum::<usize>();
+    assert!(text.contains(&format!("@{at} dropped: matches exclude_lines\n")), "{text}");
+    assert!(text.contains(": 1 records (1 of several lines"), "{text}");
+    let out = support::run(&["check", "--config", &config, "--connector", "archive", "--sample", &file]);
+    assert!(!out.status.success());
+    assert!(support::text(&out.stderr).contains("is a file-sink"), "{}", support::text(&out.stderr));
+    let out = support::run(&["check", "--config", &config, "--connector", "nope", "--sample", &file]);
+    assert!(support::text(&out.stderr).contains("no connector named nope"));
+}

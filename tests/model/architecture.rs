@@ -13,6 +13,8 @@ const TAILER: &[&str] = &[
     "src/source/discover.rs",
     "src/source/fingerprint.rs",
     "src/source/stats.rs",
+    "src/source/events.rs",
+    "src/source/sample.rs",
 ];
 
 fn rust_files(path: &Path, out: &mut Vec<std::path::PathBuf>) {
