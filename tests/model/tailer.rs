@@ -70,6 +70,9 @@ enum Op {
     Append(u8),
     /// Appends a line without its newline.
     AppendPartial,
+    /// Multi-line runs: a record's first half (its first line and half of the continuation
+    /// lines); the rest comes with the next append, wherever app.log is then.
+    AppendHalf,
     /// logrotate's default: app.log renamed to app.log.N (inside the glob).
     RotateRename,
     /// Renamed out of the glob (another directory).
@@ -106,6 +109,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (1u8..6).prop_map(Op::Append),
         1 => Just(Op::AppendPartial),
+        2 => Just(Op::AppendHalf),
         2 => Just(Op::RotateRename),
         1 => Just(Op::RenameOut),
         2 => Just(Op::CopyTruncate),
@@ -130,19 +134,29 @@ fn text(n: u64) -> String {
     format!("L{n:06}")
 }
 
-/// Multi-line runs: record `n` is its line and `n % 3` indented continuation lines.
-fn record(n: u64) -> String {
-    let mut r = text(n);
-    for i in 1..=n % 3 {
-        r.push_str(&format!("\n L{n:06}.{i}"));
-    }
-    r
+/// Multi-line runs: a continuation line, indented, with a number of its own (the model counts
+/// lines, whichever record they arrive in).
+fn continuation(n: u64) -> String {
+    format!(" L{n:06}")
 }
 
-fn number(payload: &[u8]) -> Option<u64> {
+/// The numbers of a record's lines, if it is a run of consecutive lines of one record: a head
+/// (`L...`) then its continuation lines (` L...`), or, after a cut, continuation lines only.
+fn numbers(payload: &[u8], heads: &BTreeSet<u64>) -> Option<Vec<u64>> {
     let s = std::str::from_utf8(payload).ok()?;
-    let first = s.split('\n').next()?;
-    (first.len() == 7 && first.starts_with('L')).then(|| first[1..].parse().ok())?
+    let mut out: Vec<u64> = Vec::new();
+    for (i, line) in s.split('\n').enumerate() {
+        let (head, digits) = match line.strip_prefix(' ') {
+            Some(rest) => (false, rest.strip_prefix('L')?),
+            None => (true, line.strip_prefix('L')?),
+        };
+        let n: u64 = (digits.len() == 6).then(|| digits.parse().ok())??;
+        if head != heads.contains(&n) || (i > 0 && (head || out.last() != Some(&(n - 1)))) {
+            return None;
+        }
+        out.push(n);
+    }
+    Some(out)
 }
 
 /// A record handed out and not yet acknowledged.
@@ -150,7 +164,8 @@ struct InFlight {
     token: usize,
     /// The token and the tailer's generation (tokens of a restarted tailer start over).
     key: usize,
-    line: u64,
+    /// The lines of the record (several in multi-line runs).
+    lines: Vec<u64>,
 }
 
 struct World {
@@ -199,8 +214,14 @@ struct World {
     delivered: Vec<u64>,
     /// Issue 16: lines are grouped into records (`[multiline] preset = "indented"`).
     multiline: bool,
-    /// Records written as one line only (an unterminated line finished later).
-    singles: BTreeSet<u64>,
+    /// Multi-line runs: the lines that begin a record, and how many continuation lines each has.
+    heads: BTreeSet<u64>,
+    continued: HashMap<u64, u64>,
+    /// Continuation lines of a record whose first half was written (`AppendHalf`): written by
+    /// the next append, wherever app.log is then (a rotation may come between).
+    half: Vec<u64>,
+    /// Records that arrived in pieces: allowed only if the tailer counted a cut.
+    pieces: u64,
 }
 
 /// The offsets topic of an exactly-once source, as `positions::restore` reads it back.
@@ -245,7 +266,10 @@ impl World {
             txn: Vec::new(),
             delivered: Vec::new(),
             multiline,
-            singles: BTreeSet::new(),
+            heads: BTreeSet::new(),
+            continued: HashMap::new(),
+            half: Vec::new(),
+            pieces: 0,
         };
         w.start();
         w
@@ -285,9 +309,56 @@ impl World {
         Rules { multiline, filter: Filter::default() }
     }
 
-    /// What record `n` looks like when it arrives whole.
-    fn expected(&self, n: u64) -> String {
-        if self.multiline && !self.singles.contains(&n) { record(n) } else { text(n) }
+    /// Allocates a record (its head and, in multi-line runs, `head % 3` continuation lines) and
+    /// returns the numbers of its lines.
+    fn new_record(&mut self, continued: bool) -> Vec<u64> {
+        let head = self.next;
+        let k = if self.multiline && continued { head % 3 } else { 0 };
+        self.heads.insert(head);
+        self.continued.insert(head, k);
+        self.next += k + 1;
+        (head..=head + k).collect()
+    }
+
+    /// The text of lines `ids` (heads and continuation lines), each with its newline.
+    fn lines_text(&self, ids: &[u64]) -> String {
+        let mut out = String::new();
+        for n in ids {
+            out.push_str(&if self.heads.contains(n) { text(*n) } else { continuation(*n) });
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes the rest of a half-written record.
+    fn finish_half(&mut self) {
+        if self.half.is_empty() {
+            return;
+        }
+        let rest = std::mem::take(&mut self.half);
+        let active = self.active();
+        if !active.exists() {
+            self.active_seen = false; // a new app.log, not seen yet
+        }
+        self.files.entry(active).or_default().extend(&rest);
+        let text = self.lines_text(&rest);
+        self.write(text.as_bytes());
+    }
+
+    /// Writes the first half of a record (its head and half its continuation lines).
+    fn append_half(&mut self) {
+        self.finish_partial();
+        self.finish_half();
+        let ids = self.new_record(true);
+        let cut = ids.len().div_ceil(2);
+        let active = self.active();
+        if !active.exists() {
+            self.active_seen = false;
+        }
+        self.files.entry(active).or_default().extend(&ids[..cut]);
+        self.half = ids[cut..].to_vec();
+        let text = self.lines_text(&ids[..cut]);
+        self.write(text.as_bytes());
     }
 
     fn start(&mut self) {
@@ -327,30 +398,30 @@ impl World {
 
     fn append(&mut self, n: u8) {
         self.finish_partial();
+        self.finish_half();
         let mut out = String::new();
         let active = self.active();
         if !active.exists() {
             self.active_seen = false;
         }
         for _ in 0..n {
-            out.push_str(&self.expected(self.next));
-            out.push('\n');
-            self.files.entry(active.clone()).or_default().push(self.next);
-            self.next += 1;
+            let ids = self.new_record(true);
+            out.push_str(&self.lines_text(&ids));
+            self.files.entry(active.clone()).or_default().extend(ids);
         }
         self.write(out.as_bytes());
     }
 
     fn append_partial(&mut self) {
         self.finish_partial();
+        self.finish_half();
         if !self.active().exists() {
             self.active_seen = false;
         }
-        // (In multi-line runs a record with no continuation lines: it may be cut at any moment.)
-        self.singles.insert(self.next);
-        let line = text(self.next);
-        self.files.entry(self.active()).or_default().push(self.next);
-        self.next += 1;
+        // (A record of one line: it may be cut at any moment.)
+        let ids = self.new_record(false);
+        let line = text(ids[0]);
+        self.files.entry(self.active()).or_default().extend(ids);
         self.write(line.as_bytes());
         self.partial = true;
     }
@@ -375,6 +446,7 @@ impl World {
         match op {
             Op::Append(n) => self.append(*n),
             Op::AppendPartial => self.append_partial(),
+            Op::AppendHalf => self.append_half(),
             Op::RotateRename if active.exists() => {
                 self.finish_partial();
                 let to = self.rotated_name("");
@@ -427,6 +499,8 @@ impl World {
                 self.files.insert(active, Vec::new());
             }
             Op::RewriteInPlace if active.exists() => {
+                // (A record's rest written after the new content would glue it to another.)
+                self.finish_half();
                 self.partial = false;
                 if !self.eos {
                     self.may_repeat.extend(self.unacked_tail());
@@ -436,10 +510,9 @@ impl World {
                 let mut out = String::new();
                 let mut lines = Vec::new();
                 while (out.len() as u64) < size.max(1) {
-                    out.push_str(&self.expected(self.next));
-                    out.push('\n');
-                    lines.push(self.next);
-                    self.next += 1;
+                    let ids = self.new_record(true);
+                    out.push_str(&self.lines_text(&ids));
+                    lines.extend(ids);
                 }
                 let mut f = OpenOptions::new().write(true).truncate(true).open(&active).expect("open");
                 f.write_all(out.as_bytes()).expect("rewrite");
@@ -501,7 +574,7 @@ impl World {
                 // At-least-once: everything not covered by the last checkpoint may come again.
                 if !self.eos {
                     self.may_repeat.extend(self.uncovered.iter().copied());
-                    self.may_repeat.extend(self.in_flight.iter().map(|f| f.line));
+                    self.may_repeat.extend(self.in_flight.iter().flat_map(|f| f.lines.iter().copied()));
                 }
                 self.in_flight.clear();
                 self.restart();
@@ -538,7 +611,7 @@ impl World {
     }
 
     fn poll(&mut self) {
-        let mut out: Vec<(usize, u64)> = Vec::new();
+        let mut out: Vec<(usize, Vec<u64>)> = Vec::new();
         let mut torn: Vec<Vec<u8>> = Vec::new();
         let tailer = self.tailer.as_mut().expect("a running tailer");
         tailer.settle_identities();
@@ -550,9 +623,12 @@ impl World {
         });
         result.expect("poll");
         for (token, payload) in got {
-            // Whole: a record's continuation lines are written with it, in one write.
-            match number(&payload).filter(|n| payload == self.expected(*n).as_bytes()) {
-                Some(n) => out.push((token, n)),
+            match numbers(&payload, &self.heads) {
+                Some(ids) => {
+                    let whole = self.continued.get(&ids[0]).is_some_and(|k| ids.len() as u64 == k + 1);
+                    self.pieces += u64::from(!whole);
+                    out.push((token, ids));
+                }
                 None => torn.push(payload),
             }
         }
@@ -561,13 +637,15 @@ impl World {
             "lines handed out that were never written: {:?}",
             torn.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect::<Vec<_>>()
         );
-        for (token, line) in out {
-            assert!(line < self.next, "line {line} was never written");
+        for (token, lines) in out {
             let key = (self.restarts as usize) << GENERATION_SHIFT | token;
-            self.sent.push((key, line));
-            self.in_flight.push(InFlight { token, key, line });
-            self.uncovered.insert(line);
-            self.txn.push(line);
+            for &line in &lines {
+                assert!(line < self.next, "line {line} was never written");
+                self.sent.push((key, line));
+                self.uncovered.insert(line);
+                self.txn.push(line);
+            }
+            self.in_flight.push(InFlight { token, key, lines });
         }
     }
 
@@ -623,6 +701,7 @@ impl World {
     /// Reads and acknowledges until nothing more comes, as a daemon left running would.
     fn drain(&mut self) {
         self.finish_partial();
+        self.finish_half();
         for _ in 0..8 {
             self.clock.advance(Duration::from_secs(3));
             self.apply(&Op::Rescan);
@@ -671,6 +750,17 @@ impl World {
         let twice: Vec<(u64, u32)> =
             count.iter().filter(|(l, n)| **n > 1 && !may_repeat.contains(l)).map(|(l, n)| (*l, *n)).collect();
         assert!(missing.is_empty(), "lines lost: {missing:?}");
+        let s = &self.stats;
+        let cuts = [
+            &s.records_cut_timeout,
+            &s.records_cut_rotation,
+            &s.records_cut_max_lines,
+            &s.records_cut_max_bytes,
+        ]
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .sum::<u64>();
+        assert!(self.pieces == 0 || cuts > 0, "{} records sent in pieces, and no cut counted", self.pieces);
         assert!(twice.is_empty(), "lines sent more than once (line, times): {twice:?}");
     }
 }
