@@ -359,11 +359,12 @@ class Daemon:
             return "".join(f.readlines()[-n:])
 
 
-def source_toml(name, paths, topic, exactly_once):
+def source_toml(name, paths, topic, exactly_once, extra=""):
+    """A file-source; `extra` is appended (top-level keys, then any tables)."""
     quoted = ", ".join(f'"{p}"' for p in paths)
     return (f'name = "{name}"\nkind = "file-source"\npaths = [{quoted}]\nkey = "none"\n'
             f'exactly_once = {"true" if exactly_once else "false"}\n'
-            f'offsets_topic = "{topic}-offsets"\ntopic = "{topic}"\n')
+            f'offsets_topic = "{topic}-offsets"\ntopic = "{topic}"\n{extra}')
 
 
 def sink_toml(name, topic, dir=None, file=None):
@@ -403,8 +404,8 @@ class ConnectWorker:
         subprocess.run([CONNECT_WORKER, "stop", "--dir", self.worker], capture_output=True)
 
 
-def source_macklake(bs, topic, n, path, work, exactly_once, partitions):
-    d = Daemon(work, f"bench-{topic}", bs, {"bench": source_toml("bench", [path], topic, exactly_once)}).start()
+def source_macklake(bs, topic, n, path, work, exactly_once, partitions, extra=""):
+    d = Daemon(work, f"bench-{topic}", bs, {"bench": source_toml("bench", [path], topic, exactly_once, extra)}).start()
     wait_settled(bs, topic, n, partitions, alive=d.alive)
     return d.stop()
 
