@@ -297,6 +297,16 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         if let Some(p) = problem {
             entry["reason"] = serde_json::Value::String(p);
         }
+        if let crate::status::Stats::Source(s) = &c.stats {
+            // What grouping and filters did (issue 16): records sent whole, cut, not sent.
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            entry["records"] = serde_json::json!({
+                "multiline": get(&s.multiline_records),
+                "cut": get(&s.records_cut_max_lines) + get(&s.records_cut_max_bytes)
+                    + get(&s.records_cut_timeout) + get(&s.records_cut_rotation),
+                "filtered": get(&s.records_not_included) + get(&s.records_excluded),
+            });
+        }
         connectors.insert(c.name.clone(), entry);
     }
     let rejected: serde_json::Map<String, serde_json::Value> = registry

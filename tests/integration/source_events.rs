@@ -126,6 +126,8 @@ fn filtered_records_are_counted_and_passed_by_the_positions() {
             ) == 6.0)
             .then_some(())
     });
+    let health = d.get_json("/health");
+    assert_eq!(health["connectors"]["filters"]["records"]["filtered"], 18, "{health}");
     // Filtered lines last in the file: the position must pass them too.
     support::daemon::append(&log, &["INFO trailing".to_string()]);
     std::thread::sleep(Duration::from_secs(1));
