@@ -41,7 +41,8 @@ pub struct SourceStats {
     /// Records of more than one line handed out (`[multiline]`).
     pub multiline_records: std::sync::atomic::AtomicU64,
     /// Records ended before their rule said so: by `max_lines`, by `max_bytes`, by `timeout`
-    /// (nothing more came), and by the end of their file (rotated away mid-record).
+    /// (nothing more came), and by the end of their file (rotated away mid-record). An over-long
+    /// line sent as a dead letter ends the record before it too (counted with max_bytes).
     pub records_cut_max_lines: std::sync::atomic::AtomicU64,
     pub records_cut_max_bytes: std::sync::atomic::AtomicU64,
     pub records_cut_timeout: std::sync::atomic::AtomicU64,

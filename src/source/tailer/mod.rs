@@ -581,10 +581,15 @@ impl Tailer {
             let Some(ev) = events.as_mut() else { return deliver(Piece::Raw(line)) };
             let mut record = |r: Record<'_>| deliver(Piece::Record(r));
             match (line.payload, &line.dead_letter) {
-                // A dead letter goes out in file order: the record before it ends here.
+                // A dead letter goes out in file order: the record before it ends here (cut
+                // by an over-long line: counted with the records cut at max_bytes).
                 (_, Some(_)) => {
+                    let open = ev.open_since().is_some();
                     if ev.flush(&mut record) == Flow::Stop {
                         return Flow::Stop;
+                    }
+                    if open {
+                        stats.records_cut_max_bytes.fetch_add(1, Ordering::Relaxed);
                     }
                     deliver(Piece::Raw(line))
                 }
