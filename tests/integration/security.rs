@@ -255,3 +255,24 @@ fn sink_paths_stay_inside_the_sink_directory_with_private_modes() {
     assert_eq!(std::fs::metadata(&file).expect("file").permissions().mode() & 0o777, 0o640);
     assert!(d.stop().success());
 }
+
+/// Issue 20, finding 5: a Kafka Connect connector file's `name` becomes a consumer group, a state
+/// directory and part of a transactional id, as a TOML file's does: `../../x` (or any name a TOML
+/// file may not have) is refused, naming the file, line and key.
+#[test]
+fn a_connect_file_whose_name_would_leave_the_state_directory_is_refused() {
+    let d = Daemon::new("127.0.0.1:1", "connect-name-host");
+    d.connector(
+        "escape.properties",
+        "connector.class=FileStreamSource\nname=../../x\nfile=/tmp/a.log\ntopic=t\n",
+    );
+    d.connector(
+        "escape.json",
+        r#"{"name": "a/b", "config": {"connector.class": "FileStreamSink", "file": "/tmp/b.txt", "topics": "t"}}"#,
+    );
+    let check = support::run(&["check", "--config", &d.config.to_string_lossy()]);
+    let report = support::text(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(report.contains("escape.properties:2: key `name`: `../../x` may use only letters"), "{report}");
+    assert!(report.contains("escape.json") && report.contains("`a/b` may use only letters"), "{report}");
+}
