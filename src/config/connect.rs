@@ -196,6 +196,9 @@ fn build(raw: Raw, ctx: LoadContext<'_>) -> Result<ConnectorConfig, ConfigError>
         return Err(raw.err(key, format!("unknown key for a FileStream connector{hint}")));
     }
     let name = raw.require("name", "the connector's unique name")?.to_string();
+    // As for a TOML file: the name becomes a consumer group, a state directory and part of a
+    // transactional id.
+    super::connector::validate_name(&name).map_err(|m| raw.err("name", m))?;
     let class = raw.require("connector.class", "FileStreamSource or FileStreamSink")?;
     let is_source = SOURCE_CLASSES.contains(&class);
     if !is_source && !SINK_CLASSES.contains(&class) {

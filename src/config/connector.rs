@@ -555,7 +555,7 @@ impl ConnectorConfig {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), String> {
+pub(super) fn validate_name(name: &str) -> Result<(), String> {
     // The name becomes a consumer group, a state directory and part of a transactional id.
     if name.is_empty() || name.len() > 200 {
         return Err("the name must be 1 to 200 characters".into());
