@@ -29,6 +29,26 @@ pub struct Entry {
 
 /// Content a file held before it was truncated in place, and how far it had been read: a copy of
 /// it (copytruncate) found later is read only from there. Kept until `forget_after`.
+impl Entry {
+    /// Whether this entry could have been written by this code; read back from a file or from
+    /// the offsets topic, one that could not is refused (why), never trusted: a fingerprint
+    /// longer than the bytes it covers, or a position past 0 with no fingerprint to confirm the
+    /// file (it would skip the first bytes of whatever file has that inode).
+    pub fn check(&self) -> Result<(), String> {
+        if !self.fingerprint.plausible() {
+            return Err(format!(
+                "fingerprint length {} is over {}",
+                self.fingerprint.len,
+                super::fingerprint::FINGERPRINT_BYTES
+            ));
+        }
+        if self.fingerprint.len == 0 && self.offset > 0 {
+            return Err(format!("offset {} with no fingerprint to confirm the file", self.offset));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncated {
     pub fingerprint: Fingerprint,
@@ -89,14 +109,19 @@ impl Checkpoints {
                 ),
             ));
         }
-        let entries = disk.files.into_iter().map(|e| (e.id, e)).collect();
-        Ok(Checkpoints {
-            path: path.to_path_buf(),
-            entries,
-            truncated: disk.truncated,
-            existed: true,
-            scanned_at: 0,
-        })
+        let mut entries = HashMap::new();
+        for e in disk.files {
+            match e.check() {
+                Ok(()) => {
+                    entries.insert(e.id, e);
+                }
+                Err(why) => {
+                    tracing::warn!(checkpoint = %path.display(), file = %e.path.display(), %why, "checkpoint entry refused; the file is read as a new one")
+                }
+            }
+        }
+        let truncated = disk.truncated.into_iter().filter(|t| t.fingerprint.plausible()).collect();
+        Ok(Checkpoints { path: path.to_path_buf(), entries, truncated, existed: true, scanned_at: 0 })
     }
 
     /// Positions restored from elsewhere (the offsets topic of an exactly-once source); never saved.
@@ -187,6 +212,39 @@ mod tests {
         assert_eq!(again.entries.get(&id), Some(&entry));
         std::fs::write(&path, r#"{"version": 99, "files": []}"#).expect("write");
         assert!(Checkpoints::load(&path).expect_err("future format").to_string().contains("version 99"));
+    }
+
+    /// Issue 20, finding 4: a checkpoint (or a position record read back from Kafka) is not
+    /// trusted blindly: a fingerprint longer than the bytes fingerprinted, or a position past 0
+    /// with no fingerprint to confirm the file, is refused instead of panicking or skipping bytes.
+    #[test]
+    fn implausible_entries_are_refused_and_never_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, b"hello\n").expect("write");
+        let file = std::fs::File::open(&log).expect("open");
+        let hostile = Fingerprint { len: 1000, hash: 1 };
+        assert!(!hostile.matches(&file).expect("read"), "no panic, no match");
+        let mut e = entry(7, 0);
+        assert!(e.check().is_ok());
+        e.fingerprint = hostile;
+        assert!(e.check().expect_err("too long").contains("1000"));
+        e.fingerprint = Fingerprint::default();
+        e.offset = 4096;
+        assert!(e.check().expect_err("unconfirmed").contains("no fingerprint"));
+        let path = dir.path().join("checkpoints.json");
+        let good = entry(8, 0);
+        std::fs::write(
+            &path,
+            serde_json::json!({"version": 1, "files": [e, good], "truncated": [
+                {"fingerprint": {"len": 999, "hash": 1}, "position": 3, "seen_at": 0}]})
+            .to_string(),
+        )
+        .expect("write");
+        let loaded = Checkpoints::load(&path).expect("load");
+        assert_eq!(loaded.entries.len(), 1, "only the plausible entry is kept");
+        assert!(loaded.entries.contains_key(&good.id));
+        assert!(loaded.truncated.is_empty());
     }
 
     fn entry(ino: u64, seen_at: u64) -> Entry {

@@ -54,8 +54,16 @@ impl Fingerprint {
     /// True if `file` still starts with the bytes this fingerprint was taken of.
     pub fn matches(&self, file: &File) -> io::Result<bool> {
         let mut buf = [0u8; FINGERPRINT_BYTES];
-        let n = read_prefix(file, &mut buf[..self.len as usize])?;
+        // (A length no fingerprint can have, from a damaged or hostile record, matches nothing.)
+        let Some(want) = buf.get_mut(..self.len as usize) else { return Ok(false) };
+        let n = read_prefix(file, want)?;
         Ok(n == self.len as usize && fnv1a(&buf[..n]) == self.hash)
+    }
+
+    /// Whether a fingerprint read back from a checkpoint or the offsets topic could have been
+    /// taken by this code (not longer than the bytes it covers).
+    pub fn plausible(&self) -> bool {
+        self.len as usize <= FINGERPRINT_BYTES
     }
 
     /// Complete once it covers FINGERPRINT_BYTES; before that it is refreshed as the file grows.

@@ -94,7 +94,7 @@ pub fn restore(
                     started |= m.payload().is_some();
                 } else if let Some(name) = key.strip_prefix(prefix).filter(|k| k.starts_with("truncated/")) {
                     match m.payload().map(serde_json::from_slice::<Truncated>) {
-                        Some(Ok(t)) => {
+                        Some(Ok(t)) if t.fingerprint.plausible() => {
                             truncated.insert(name.to_string(), t);
                         }
                         _ => {
@@ -103,9 +103,21 @@ pub fn restore(
                     }
                 } else if let Some(id) = key.strip_prefix(prefix).and_then(parse_id) {
                     match m.payload().map(serde_json::from_slice::<Entry>) {
-                        Some(Ok(entry)) => {
-                            positions.insert(id, entry);
-                        }
+                        Some(Ok(entry)) => match entry.check().and_then(|()| {
+                            (entry.id == id)
+                                .then_some(())
+                                .ok_or_else(|| "it names another file than its key".to_string())
+                        }) {
+                            Ok(()) => {
+                                positions.insert(id, entry);
+                            }
+                            Err(why) => {
+                                // Not trusted: the file is read as a new one (a copy is then
+                                // recognised as any copy is).
+                                tracing::warn!(key = %key, %why, "position record refused; the file is read as a new one");
+                                positions.remove(&id);
+                            }
+                        },
                         None => {
                             positions.remove(&id);
                         }
