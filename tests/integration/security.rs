@@ -276,3 +276,39 @@ fn a_connect_file_whose_name_would_leave_the_state_directory_is_refused() {
     assert!(report.contains("escape.properties:2: key `name`: `../../x` may use only letters"), "{report}");
     assert!(report.contains("escape.json") && report.contains("`a/b` may use only letters"), "{report}");
 }
+
+/// Issue 20, the first finding: a misspelt librdkafka property, or a value librdkafka refuses, is
+/// reported by `check` (file and key) and fails the connector at run time (`/health` 503 with the
+/// reason) instead of a silent "waiting for topics"; a value that came from a secret reference is
+/// never shown, in `check`, the log or `/health`, even when librdkafka's own error quotes it.
+#[test]
+fn a_bad_kafka_property_is_reported_and_never_shows_a_secret() {
+    let _cluster = support::shared_cluster();
+    let bootstrap = support::bootstrap();
+    let planted = "not-a-number-s3cr3t-planted";
+    let mut d = Daemon::new(&bootstrap, "bad-property-host");
+    d.env("PLANTED", planted);
+    let topic = support::unique("bad-property");
+    kafka::create_topic(&bootstrap, &topic, 1, 3);
+    d.sink("bad-property-sink", &[&topic], "[kafka]\n\"sasl.pasword\" = \"x\"\n");
+    d.source_with("bad-property-source", &topic, 1, "[kafka]\n\"linger.ms\" = \"${env:PLANTED}\"");
+    let check = support::macklake()
+        .args(["check", "--config", &d.config.to_string_lossy()])
+        .env("PLANTED", planted)
+        .output()
+        .expect("run check");
+    let report = support::text(&check.stdout) + &support::text(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(report.contains("bad-property-sink.toml") && report.contains("`kafka.sasl.pasword`"), "{report}");
+    assert!(report.contains("bad-property-source.toml") && report.contains("`kafka.linger.ms`"), "{report}");
+    assert!(!report.contains(planted), "check shows the secret:\n{report}");
+    d.start();
+    let health = support::wait_for("both connectors failed in /health", Duration::from_secs(60), || {
+        let (code, body) = d.http_get("/health");
+        (code == 503 && body.contains("sasl.pasword") && body.contains("linger.ms")).then_some(body)
+    });
+    assert!(!health.contains(planted), "/health shows the secret: {health}");
+    assert!(!d.log().contains(planted), "the log shows the secret");
+    assert!(!d.log().contains("waiting for topics"), "a bad property is not a missing topic");
+    assert!(d.stop().success());
+}
