@@ -147,10 +147,38 @@ pub fn check(config_path: &std::path::Path) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return vec![e.to_string()],
     };
-    match load_dir(&config.connectors_dir, LoadContext::of(&config)) {
-        Ok(results) => results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect(),
-        Err(e) => vec![e.to_string()],
+    let mut problems = Vec::new();
+    // The properties as librdkafka itself takes them: the daemon's, then each connector's with
+    // them (a bad one is reported where it is written).
+    let daemon_text = std::fs::read_to_string(config_path).unwrap_or_default();
+    let at = |file: &std::path::Path, text: &str, bad: crate::kafka::client::BadProperty| {
+        crate::config::ConfigError::at_key(file, text, Some("kafka"), &bad.key, bad.reason).to_string()
+    };
+    if let Err(bad) = crate::kafka::client::check(&config.kafka) {
+        problems.push(at(config_path, &daemon_text, bad));
     }
+    match load_dir(&config.connectors_dir, LoadContext::of(&config)) {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(c) => {
+                        let props = crate::config::kafka_props::merged(&config.kafka, &c.kafka);
+                        match crate::kafka::client::check(&props) {
+                            Err(bad) if c.kafka.contains_key(&bad.key) => {
+                                let text = std::fs::read_to_string(&c.file).unwrap_or_default();
+                                problems.push(at(&c.file, &text, bad));
+                            }
+                            // (The daemon's own: reported once, above.)
+                            Err(_) | Ok(()) => {}
+                        }
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    problems
 }
 
 /// The source connector `name` among the daemon's connector files (for `check --sample`).

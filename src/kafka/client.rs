@@ -2,6 +2,7 @@
 //! macklake's guarantees on top.
 
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 use crate::config::kafka_props::KafkaProps;
 
@@ -12,6 +13,41 @@ pub fn base(props: &KafkaProps) -> ClientConfig {
         config.set(k, v);
     }
     config
+}
+
+/// A property librdkafka refused: its name, and librdkafka's reason with every secret value
+/// hidden (its own error text quotes the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct BadProperty {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Checks `props` with librdkafka itself, names and values, as a client would be configured,
+/// without connecting: what `check` reports and what a connector refuses to start with (instead
+/// of waiting for a cluster it can never reach).
+pub fn check(props: &KafkaProps) -> Result<(), BadProperty> {
+    match base(props).create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, reason, key, _value)) => {
+            Err(BadProperty { key, reason: hide_secrets(&reason, props) })
+        }
+        Err(other) => {
+            Err(BadProperty { key: String::new(), reason: hide_secrets(&other.to_string(), props) })
+        }
+    }
+}
+
+/// `text` with every value of a secret property (by name, or from a `${...}` reference) hidden.
+pub fn hide_secrets(text: &str, props: &KafkaProps) -> String {
+    let mut out = text.to_string();
+    for (k, v) in props {
+        if props.is_secret(k) && !v.is_empty() {
+            out = out.replace(v.as_str(), crate::config::kafka_props::HIDDEN);
+        }
+    }
+    out
 }
 
 /// Producer settings for file sources (at-least-once mode): every line is acknowledged by all

@@ -56,6 +56,9 @@ use single::Single;
 pub enum SinkError {
     #[error("creating the Kafka consumer failed: {0}")]
     Consumer(KafkaError),
+    /// librdkafka refused a property (the connector file or the daemon's `[kafka]` must change).
+    #[error("bad Kafka property {0}")]
+    Property(client::BadProperty),
     #[error("subscribing to {topics:?} failed: {error}")]
     Subscribe { topics: Vec<String>, error: KafkaError },
     /// Writing, syncing or renaming a sink file failed (disk full, read-only, permissions).
@@ -232,6 +235,8 @@ impl<'a> Sink<'a> {
     }
 
     fn consume(&self, stop: &AtomicBool) -> Result<(), SinkError> {
+        // A property librdkafka refuses is a configuration error, not a cluster to wait for.
+        client::check(&self.props).map_err(SinkError::Property)?;
         // Wait for the topics to exist (the sink never creates them).
         let probe = client::base(&self.props);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));

@@ -61,6 +61,9 @@ pub enum SourceError {
     /// The patterns did not compile (config validation should have caught it).
     #[error("bad glob in paths or exclude: {0}")]
     Glob(#[from] globset::Error),
+    /// librdkafka refused a property (the connector file or the daemon's `[kafka]` must change).
+    #[error("bad Kafka property {0}")]
+    Property(client::BadProperty),
     /// Creating the producer failed (usually a bad librdkafka property).
     #[error("creating the Kafka producer failed: {0}")]
     Producer(KafkaError),
@@ -193,6 +196,8 @@ impl<'a> Source<'a> {
     }
 
     fn run_until(&self, stop: &AtomicBool, drain: Duration) -> Result<(), SourceError> {
+        // A property librdkafka refuses is a configuration error, not a cluster to wait for.
+        client::check(&self.props).map_err(SourceError::Property)?;
         topics::ensure(self.cfg, &self.props, stop)?;
         if stop.load(Ordering::Relaxed) {
             return Ok(());
