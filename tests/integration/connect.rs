@@ -86,7 +86,7 @@ fn a_filestream_sink_properties_file_shows_its_committed_offsets_as_connect_woul
     d.start();
     let path = "/connectors/local-file-sink/offsets";
     let ours = support::wait_for("the sink's committed offset in /offsets", Duration::from_secs(60), || {
-        let o = d.get_json(path);
+        let o = d.try_json(path)?;
         (o["offsets"][0]["offset"]["kafka_offset"] == 3).then_some(o)
     });
     assert_eq!(ours["offsets"][0]["partition"]["kafka_topic"], topic.as_str());
@@ -130,7 +130,7 @@ fn a_filestream_source_properties_file_runs_and_the_rest_api_shows_it_as_connect
     assert_eq!(topics, serde_json::json!({"local-file-source": {"topics": [topic]}}));
     let expected_end = lines.iter().map(|l| l.len() as u64 + 1).sum::<u64>();
     let offsets = support::wait_for("the position in /offsets", Duration::from_secs(10), || {
-        let o = d.get_json("/connectors/local-file-source/offsets");
+        let o = d.try_json("/connectors/local-file-source/offsets")?;
         (o["offsets"][0]["offset"]["position"] == expected_end).then_some(o)
     });
     assert_eq!(offsets["offsets"][0]["partition"]["filename"], file.display().to_string());
@@ -248,7 +248,7 @@ fn pause_resume_stop_and_restart_through_rest() {
     });
     assert_eq!(d.http("PUT", "/connectors/pausable/pause", "").0, 202);
     support::wait_for("PAUSED", Duration::from_secs(30), || {
-        (d.get_json("/connectors/pausable/status")["connector"]["state"] == "PAUSED").then_some(())
+        (d.try_json("/connectors/pausable/status")?["connector"]["state"] == "PAUSED").then_some(())
     });
     append(&d.logs.join("p.log"), &["while paused".to_string()]);
     std::thread::sleep(Duration::from_secs(3));
@@ -266,7 +266,7 @@ fn pause_resume_stop_and_restart_through_rest() {
     });
     assert_eq!(d.http("POST", "/connectors/pausable/restart", "").0, 204);
     support::wait_for("RUNNING again", Duration::from_secs(30), || {
-        (d.get_json("/connectors/pausable/status")["connector"]["state"] == "RUNNING").then_some(())
+        (d.try_json("/connectors/pausable/status")?["connector"]["state"] == "RUNNING").then_some(())
     });
     append(&d.logs.join("p.log"), &["after".to_string()]);
     support::wait_for("the line after the restart", Duration::from_secs(30), || {

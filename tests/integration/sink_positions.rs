@@ -102,7 +102,7 @@ fn a_topic_recreated_while_the_sink_runs_never_mixes_into_the_archive() {
     // Deleted once the first history is committed: records in the file but not yet committed
     // when their topic is deleted cannot be told from the new topic's, and are dropped with them.
     support::wait_for("the first history committed", WAIT, || {
-        let offsets = d.get_json(&format!("/connectors/{sink}/offsets"));
+        let offsets = d.try_json(&format!("/connectors/{sink}/offsets"))?;
         (offsets["offsets"][0]["offset"]["kafka_offset"] == 10).then_some(())
     });
     kafka::delete_topic(&bootstrap, &topic);

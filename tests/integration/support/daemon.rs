@@ -130,6 +130,16 @@ impl Daemon {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
+    /// `GET path` parsed as JSON, or None while it does not answer 200 (for `wait_for`: the HTTP
+    /// listener answers before the connectors are loaded, and a connector not loaded yet is 404).
+    pub fn try_json(&self, path: &str) -> Option<serde_json::Value> {
+        let (code, body) = self.http_get(path);
+        if code != 200 {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
     /// Starts the daemon under `wrapper` (a command and its arguments, e.g. `prlimit` or
     /// `setpriv`), which must exec the rest of its command line.
     pub fn start_wrapped(&mut self, wrapper: &[&str]) {
