@@ -235,12 +235,13 @@ impl Assembler {
         end: u64,
         emit: &mut impl FnMut(Record<'_>) -> Flow,
     ) -> Flow {
-        let rules = Arc::clone(&self.rules);
+        // (Split borrows: the rules are read while the open record changes.)
+        let Assembler { rules, open: slot } = self;
         let Some(ml) = rules.multiline.as_ref() else {
             return emit(Record { payload: content, start, end, lines: 1, cut: None });
         };
-        let Some(open) = self.open.as_ref() else {
-            return self.first(ml, content, start, end, emit);
+        let Some(open) = slot.as_ref() else {
+            return first(slot, ml, content, start, end, emit);
         };
         let matched = ml.condition.is_match(content)
             || (open.last_indented && ml.after_indented.as_ref().is_some_and(|r| r.is_match(content)));
@@ -261,12 +262,12 @@ impl Assembler {
             None
         };
         if !joins || cut.is_some() {
-            if self.emit_open(cut, emit) == Flow::Stop {
+            if emit_open(slot, cut, emit) == Flow::Stop {
                 return Flow::Stop;
             }
-            return self.first(ml, content, start, end, emit);
+            return first(slot, ml, content, start, end, emit);
         }
-        let o = self.open.as_mut().expect("checked above");
+        let Some(o) = slot.as_mut() else { return Flow::Continue }; // (checked above)
         let before = o.buf.len();
         o.buf.push(b'\n');
         o.buf.extend_from_slice(content);
@@ -281,52 +282,51 @@ impl Assembler {
             o.buf.truncate(before);
             return Flow::Stop;
         }
-        self.open = None;
-        Flow::Continue
-    }
-
-    /// A line with no record open: it opens one, or is a record by itself.
-    fn first(
-        &mut self,
-        ml: &Multiline,
-        content: &[u8],
-        start: u64,
-        end: u64,
-        emit: &mut impl FnMut(Record<'_>) -> Flow,
-    ) -> Flow {
-        let alone = || Record { payload: content, start, end, lines: 1, cut: None };
-        if ml.start.as_ref().is_some_and(|s| !s.is_match(content)) {
-            return emit(alone());
-        }
-        let matched = ml.condition.is_match(content) != ml.negate;
-        let complete = match ml.mode {
-            MultilineMode::ContinuePast => !matched,
-            MultilineMode::HaltWith => matched,
-            MultilineMode::ContinueThrough | MultilineMode::HaltBefore => false,
-        };
-        if complete || ml.max_lines == 1 {
-            return emit(alone());
-        }
-        self.open =
-            Some(Open { buf: content.to_vec(), start, end, lines: 1, last_indented: indented(content) });
-        Flow::Continue
-    }
-
-    /// Hands out the open record (its rule did not end it: `cut` says why it ends now).
-    fn emit_open(&mut self, cut: Option<Cut>, emit: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
-        let Some(o) = self.open.as_ref() else { return Flow::Continue };
-        let record = Record { payload: &o.buf, start: o.start, end: o.end, lines: o.lines, cut };
-        if emit(record) == Flow::Stop {
-            return Flow::Stop;
-        }
-        self.open = None;
+        *slot = None;
         Flow::Continue
     }
 
     /// Hands out the open record as it is: nothing more came for `timeout`, or its file ended.
     pub fn flush(&mut self, emit: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
-        self.emit_open(Some(Cut::Timeout), emit)
+        emit_open(&mut self.open, Some(Cut::Timeout), emit)
     }
+}
+
+/// A line with no record open: it opens one (in `slot`), or is a record by itself.
+fn first(
+    slot: &mut Option<Open>,
+    ml: &Multiline,
+    content: &[u8],
+    start: u64,
+    end: u64,
+    emit: &mut impl FnMut(Record<'_>) -> Flow,
+) -> Flow {
+    let alone = || Record { payload: content, start, end, lines: 1, cut: None };
+    if ml.start.as_ref().is_some_and(|s| !s.is_match(content)) {
+        return emit(alone());
+    }
+    let matched = ml.condition.is_match(content) != ml.negate;
+    let complete = match ml.mode {
+        MultilineMode::ContinuePast => !matched,
+        MultilineMode::HaltWith => matched,
+        MultilineMode::ContinueThrough | MultilineMode::HaltBefore => false,
+    };
+    if complete || ml.max_lines == 1 {
+        return emit(alone());
+    }
+    *slot = Some(Open { buf: content.to_vec(), start, end, lines: 1, last_indented: indented(content) });
+    Flow::Continue
+}
+
+/// Hands out the record open in `slot` (its rule did not end it: `cut` says why it ends now).
+fn emit_open(slot: &mut Option<Open>, cut: Option<Cut>, emit: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+    let Some(o) = slot.as_ref() else { return Flow::Continue };
+    let record = Record { payload: &o.buf, start: o.start, end: o.end, lines: o.lines, cut };
+    if emit(record) == Flow::Stop {
+        return Flow::Stop;
+    }
+    *slot = None;
+    Flow::Continue
 }
 
 fn indented(line: &[u8]) -> bool {

@@ -76,6 +76,7 @@ fn a_java_stack_trace_is_one_record_exactly_once_across_a_kill_mid_trace() {
     assert_eq!(got_again.len(), got.len(), "nothing more arrives");
     assert_eq!(got, expected, "one record per entry, in order, none twice, none torn");
     let with_headers = kafka::read_with_headers(&support::bootstrap(), &topic);
+    assert_eq!(with_headers.len(), expected.len(), "every record read back with its headers");
     let text = std::fs::read_to_string(&log).expect("read the log");
     for (payload, headers) in &with_headers {
         let first_line = String::from_utf8_lossy(payload).lines().next().unwrap_or_default().to_string();
