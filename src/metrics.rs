@@ -300,6 +300,24 @@ impl Collector for Connectors {
         counter(&mut encoder, "macklake_sink_rotations", "Files rotated", &by(&|s| get(&s.rotations)))?;
         counter(
             &mut encoder,
+            "macklake_sink_files_sealed_idle",
+            "Active files sealed because their partition was caught up and quiet (seal_idle_after)",
+            &by(&|s| get(&s.files_sealed_idle)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_records_late",
+            "Records older than their partition's active time bucket, written into it (layout with a time field)",
+            &by(&|s| get(&s.records_late)),
+        )?;
+        counter(
+            &mut encoder,
+            "macklake_sink_records_untimed",
+            "Records bucketed by their consume time: no record timestamp (or one the layout cannot use)",
+            &by(&|s| get(&s.records_untimed)),
+        )?;
+        counter(
+            &mut encoder,
             "macklake_sink_records_not_unwrapped",
             "value_format = connect-json: values written raw because they were not a JsonConverter \
              envelope with a string payload",

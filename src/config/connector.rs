@@ -10,6 +10,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::kafka_props::{self, KafkaProps};
+use super::layout::Template;
 use super::{ConfigError, units};
 
 /// One connector, validated.
@@ -162,6 +163,24 @@ pub struct SinkConfig {
     pub rotate_bytes: u64,
     #[serde(default = "defaults::rotate_interval", with = "units::duration")]
     pub rotate_interval: Duration,
+    /// `dir` only: rotate when the clock (the record time with a time layout, else the wall
+    /// clock) crosses a multiple of `rotate_interval` since local midnight, instead of counting
+    /// the interval from the file's start.
+    #[serde(default)]
+    pub rotate_aligned: bool,
+    /// `dir` only: where rotated files go, a template of `{topic}`, `{partition}` and
+    /// `{time:STRFTIME}` of the record time (see `layout::Template`); the active file stays at
+    /// `DIR/TOPIC/TOPIC-PARTITION.log`.
+    #[serde(default)]
+    pub layout: Option<String>,
+    /// The time zone of the layout's time fields and of aligned rotation (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `dir` only: a partition caught up (at its last stable offset) that received nothing for
+    /// this long has its active file sealed (rotated), so the last records of a quiet hour end in
+    /// a final file.
+    #[serde(default, with = "units::opt_duration")]
+    pub seal_idle_after: Option<Duration>,
     #[serde(default)]
     pub start_at: SinkStart,
     #[serde(default)]
@@ -196,6 +215,9 @@ pub struct SinkConfig {
     /// Where the sink writes, as validation decided it from `dir` and `file` (see `target`).
     #[serde(skip)]
     target: Option<Target>,
+    /// `layout`, parsed by validation (the default layout when not given).
+    #[serde(skip)]
+    template: Template,
 }
 
 /// Where a sink writes: exactly one of `dir` and `file`, decided once by validation.
@@ -213,6 +235,11 @@ impl SinkConfig {
     /// connector yet).
     pub fn target(&self) -> &Target {
         self.target.as_ref().expect("a SinkConfig is validated (dir or file) before it is used")
+    }
+
+    /// Where rotated files go (`layout`; `{topic}` unless given).
+    pub fn template(&self) -> &Template {
+        &self.template
     }
 
     /// The Kafka Connect mapping's sink (`file` only; its keys were validated there).
@@ -528,6 +555,11 @@ impl ConnectorConfig {
                 let mut c: SinkConfig =
                     toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
                 c.target = Some(validate_sink(file, text, &c)?);
+                if let Some(layout) = &c.layout {
+                    c.template = Template::parse(layout).map_err(|m| {
+                        ConfigError::at_key(file, text, None, "layout", format!("layout {m}"))
+                    })?;
+                }
                 ConnectorKind::Sink(c)
             }
             Some(other) => {
@@ -733,9 +765,18 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<Target, Conf
             }
             // A single file is never rotated (Kafka Connect's FileStreamSink does not rotate), so
             // there is nothing to compress or expire either.
-            for key in
-                ["rotate_bytes", "rotate_interval", "compression", "keep_files", "keep_age", "keep_bytes"]
-            {
+            for key in [
+                "rotate_bytes",
+                "rotate_interval",
+                "rotate_aligned",
+                "layout",
+                "timezone",
+                "seal_idle_after",
+                "compression",
+                "keep_files",
+                "keep_age",
+                "keep_bytes",
+            ] {
                 if given(text, key) {
                     return Err(ConfigError::at_key(
                         file,
@@ -756,6 +797,16 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<Target, Conf
     }
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
+    }
+    if let Some(tz) = &c.timezone {
+        super::layout::time_zone(tz).map_err(|m| ConfigError::at_key(file, text, None, "timezone", m))?;
+    }
+    if c.rotate_aligned {
+        super::layout::check_aligned_interval(c.rotate_interval)
+            .map_err(|m| ConfigError::at_key(file, text, None, "rotate_interval", m))?;
+    }
+    if c.seal_idle_after.is_some_and(|d| d < Duration::from_secs(1)) {
+        return Err(ConfigError::at_key(file, text, None, "seal_idle_after", "must be at least 1s"));
     }
     Ok(target)
 }

@@ -9,6 +9,7 @@ pub mod connect;
 pub mod connector;
 pub mod daemon;
 pub mod kafka_props;
+pub mod layout;
 pub mod reference;
 pub mod secrets;
 pub mod trust;

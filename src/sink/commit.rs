@@ -29,7 +29,10 @@ pub const META_VERSION: u32 = 2;
 /// - `from`: where this writer's ownership of the partition began (the writer that committed
 ///   before it and that offset), so that writer, coming back, closes its file off exactly there;
 /// - `tid`: the topic's id, when known, so that a re-created topic is told from the old one;
-/// - `b`: the time bucket of the active file (archive layouts by record time).
+/// - `b`: the bucket of the active file: the directory, relative to the sink directory, its
+///   rotated file goes to (absent: the topic directory, the layout of every older archive);
+/// - `hi`: the highest record time (ms) the partition has seen, which decides whether a record
+///   starts a later bucket or is late (the bucket never moves back).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommitMeta {
     pub v: u32,
@@ -49,6 +52,8 @@ pub struct CommitMeta {
     pub tid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hi: Option<i64>,
 }
 
 /// A change of owner: the writer that had committed last (empty: not macklake) and its offset.
@@ -224,7 +229,9 @@ mod tests {
             sealed: true,
             from: Some(Handover { w: "y".repeat(255), o: i64::MAX }),
             tid: Some("A".repeat(24)),
-            b: Some("2026/12/03/14".repeat(4)),
+            // The longest bucket a layout may expand to (config::layout).
+            b: Some("b".repeat(512)),
+            hi: Some(i64::MIN),
         };
         assert!(m.encode().len() < 2048, "{} bytes", m.encode().len());
         assert_eq!(CommitMeta::decode(&m.encode()), Some(m));

@@ -68,17 +68,31 @@ impl Layout {
     }
 
     /// Writes the record at `offset` of a held partition (`line`: `None` for a value with no line,
-    /// which only moves the partition's offset on).
+    /// which only moves the partition's offset on; `time`: the record's timestamp in ms).
     pub fn write(
         &mut self,
         committer: &mut Committer<'_>,
         key: &Tp,
         offset: i64,
         line: Option<&[u8]>,
+        time: Option<i64>,
     ) -> Result<(), SinkError> {
         match self {
-            Layout::Partitions(p) => p.write(committer, key, offset, line),
+            Layout::Partitions(p) => p.write(committer, key, offset, line, time),
             Layout::Single(s) => s.write(committer, key, offset, line),
+        }
+    }
+
+    /// On the loop's tick: seals what the clock or idleness closes (directory layout only; a
+    /// single file is never rotated).
+    pub fn tick(
+        &mut self,
+        committer: &mut Committer<'_>,
+        caught_up: &mut dyn FnMut(&Tp) -> bool,
+    ) -> Result<(), SinkError> {
+        match self {
+            Layout::Partitions(p) => p.tick(committer, caught_up),
+            Layout::Single(_) => Ok(()),
         }
     }
 }

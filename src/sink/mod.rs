@@ -14,6 +14,7 @@
 //!   the committed offset before writing; records below the expected offset are skipped.
 
 mod assignment;
+pub mod bucket;
 pub mod commit;
 pub mod format;
 pub mod housekeeping;
@@ -80,6 +81,12 @@ pub enum SinkError {
          restarting without committing: its partitions stall, the archive keeps the old history"
     )]
     TopicRecreated { topic: String, then: String, now: String },
+    /// A record of a later time bucket arrived and the active file's sealing commit was not
+    /// applied: one file never spans two buckets, so the run ends and the restart reconciles.
+    #[error(
+        "sink file {path}: its sealing commit before a later time bucket was not applied; restarting to reconcile"
+    )]
+    Unsealed { path: PathBuf },
 }
 
 /// Shared counters (read by status and metrics).
@@ -101,6 +108,12 @@ pub struct SinkStats {
     pub offsets_lost_to_retention: AtomicU64,
     pub commits: AtomicU64,
     pub rotations: AtomicU64,
+    /// Active files sealed by `seal_idle_after`.
+    pub files_sealed_idle: AtomicU64,
+    /// Time layouts: records older than their partition's active bucket (written into it).
+    pub records_late: AtomicU64,
+    /// Time layouts: records without a usable timestamp, bucketed by their consume time.
+    pub records_untimed: AtomicU64,
     /// `value_format = "connect-json"`: values written raw because they were not an envelope.
     pub records_not_unwrapped: AtomicU64,
     /// Rotated files compressed, and deleted by retention (`sink::housekeeping`).
@@ -163,11 +176,36 @@ fn with_committer<C: ConsumerContext, R>(
     f(layout, &mut committer)
 }
 
+/// True if the consumer has read a partition up to its last stable offset: librdkafka's position
+/// (past transaction markers too) against the end a `read_committed` consumer may read, from
+/// ListOffsets with the consumer's isolation level. Not the high watermark: an open transaction
+/// and the markers of committed ones keep that ahead for ever on topics an exactly-once source
+/// writes. Unknown (an error, no position yet) counts as not caught up.
+fn caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>, (topic, partition): &Tp) -> bool {
+    let Ok(positions) = consumer.position() else { return false };
+    let Some(position) = positions.find_partition(topic, *partition).and_then(|e| e.offset().to_raw()) else {
+        return false;
+    };
+    match consumer.fetch_watermarks(topic, *partition, Duration::from_secs(5)) {
+        Ok((_, last_stable)) => position >= last_stable,
+        Err(error) => {
+            tracing::debug!(%error, topic, partition, "cannot read the last stable offset; not sealing yet");
+            false
+        }
+    }
+}
+
 /// Errors that end the run without any further commit: a write, fsync or rename error (an fsync
 /// is never retried on the same descriptor, ARCHITECTURE.md), a single file's partitions that no
 /// longer agree, a re-created topic.
 fn ends_without_commit(e: &SinkError) -> bool {
-    matches!(e, SinkError::Io { .. } | SinkError::Uncommitted { .. } | SinkError::TopicRecreated { .. })
+    matches!(
+        e,
+        SinkError::Io { .. }
+            | SinkError::Uncommitted { .. }
+            | SinkError::TopicRecreated { .. }
+            | SinkError::Unsealed { .. }
+    )
 }
 
 pub struct Sink<'a> {
@@ -265,8 +303,27 @@ impl<'a> Sink<'a> {
             .map_err(|source| SinkError::Cache { path: self.cache_path.clone(), source })?;
         let layout = match self.cfg.target() {
             Target::Dir(dir) => {
-                let rotation = Rotation { bytes: self.cfg.rotate_bytes, interval: self.cfg.rotate_interval };
-                Layout::Partitions(Partitions::new(dir, &self.daemon_id, self.cfg.file_mode, rotation))
+                let rotation = Rotation {
+                    bytes: self.cfg.rotate_bytes,
+                    interval: self.cfg.rotate_interval,
+                    aligned: self.cfg.rotate_aligned,
+                    seal_idle_after: self.cfg.seal_idle_after,
+                };
+                // Validated by the config; a time zone database gone since is an error here.
+                let tz = crate::config::layout::time_zone(self.cfg.timezone.as_deref().unwrap_or("UTC"))
+                    .map_err(|why| SinkError::Io {
+                        path: dir.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("timezone: {why}")),
+                    })?;
+                let aligned = self.cfg.rotate_aligned.then_some(self.cfg.rotate_interval);
+                let buckets = bucket::Buckets::new(self.cfg.template().clone(), tz, aligned);
+                Layout::Partitions(Partitions::new(
+                    dir,
+                    &self.daemon_id,
+                    self.cfg.file_mode,
+                    rotation,
+                    buckets,
+                ))
             }
             Target::File(file) => Layout::Single(Single::new(file, &self.daemon_id, self.cfg.file_mode)),
         };
@@ -376,6 +433,12 @@ impl<'a> Sink<'a> {
                 None => {}
             }
             if Instant::now() >= commit_at {
+                let ticked = with_committer(&consumer, &mut st, |layout, committer| {
+                    layout.tick(committer, &mut |tp: &Tp| caught_up(&consumer, tp))
+                });
+                if let Err(e) = ticked {
+                    break Err(e);
+                }
                 match with_committer(&consumer, &mut st, |layout, committer| layout.commit(committer)) {
                     Ok(()) => {}
                     Err(e) if ends_without_commit(&e) => break Err(e),
@@ -464,7 +527,7 @@ impl<'a> Sink<'a> {
             (SinkFormat::Lines, None) => None,
         };
         with_committer(consumer, st, |layout, committer| {
-            layout.write(committer, &key, record.offset, line.as_deref())
+            layout.write(committer, &key, record.offset, line.as_deref(), record.timestamp)
         })
     }
 }

@@ -18,6 +18,11 @@
 //! - the store's committed offset never goes backwards;
 //! - at the end, after a graceful drain that consumes to the log's end, every record is there.
 //!
+//! The timed variant writes with an hourly layout (`{topic}/{time:%Y/%m/%d/%H}`), records
+//! 13 minutes apart with every fifth one two hours late, and checks besides: rotated files are
+//! read from every bucket directory; each record is in the bucket of the highest record time up
+//! to it (late ones join the active bucket), and buckets never go back as offsets grow.
+//!
 //! Not modelled: a crash between a rename or unlink done by reconciliation and its directory
 //! fsync (no step between them), lost writes that leave holes rather than a shorter file, and
 //! the single-file layout.
@@ -47,6 +52,40 @@ const ROTATE_BYTES: u64 = 20;
 
 fn key() -> Tp {
     (TOPIC.to_string(), 0)
+}
+
+const UNSEALED: &str = "unsealed: ";
+
+/// The hourly layout of the timed variant.
+const HOURLY: &str = "{topic}/{time:%Y/%m/%d/%H}";
+const T0: i64 = 1_796_306_400_000; // 2026-12-03T14:00:00Z
+
+/// The record time of `offset` in the timed variant: 13 minutes apart, every fifth two hours late.
+fn time(offset: i64) -> i64 {
+    T0 + offset * 13 * 60_000 - if offset % 5 == 4 { 2 * 3_600_000 } else { 0 }
+}
+
+/// The bucket record `offset` belongs in: the hour of the highest time of the records written up
+/// to it (a null value writes nothing and moves no bucket); the bucket never moves back.
+fn expected_bucket(offset: i64) -> String {
+    let hi = (0..=offset).filter(|o| line(*o).is_some()).map(time).max().unwrap_or(T0);
+    hour_of(hi)
+}
+
+fn hour_of(ms: i64) -> String {
+    let zoned = jiff::Timestamp::from_millisecond(ms).expect("a time").to_zoned(jiff::tz::TimeZone::UTC);
+    jiff::fmt::strtime::format("%Y/%m/%d/%H", &zoned).expect("formats")
+}
+
+fn buckets(timed: bool) -> super::bucket::Buckets {
+    match timed {
+        true => super::bucket::Buckets::new(
+            crate::config::layout::Template::parse(HOURLY).expect("parses"),
+            jiff::tz::TimeZone::UTC,
+            None,
+        ),
+        false => super::bucket::Buckets::plain(),
+    }
 }
 
 /// The log: the record at `offset`; every 7th value is null (no line, only the offset moves).
@@ -284,6 +323,8 @@ struct World {
     running: Option<Running>,
     /// How many restarts the case made (for the failure message).
     restarts: u32,
+    /// The hourly layout, records with times (`time`).
+    timed: bool,
 }
 
 struct Running {
@@ -294,7 +335,7 @@ struct Running {
 }
 
 impl World {
-    fn new() -> Result<World, String> {
+    fn new(timed: bool) -> Result<World, String> {
         let tmp = scratch()?;
         let dir = tmp.path().join("archive");
         let cache_path = tmp.path().join("state/commits.json");
@@ -308,6 +349,7 @@ impl World {
             stats: SinkStats::default(),
             running: None,
             restarts: 0,
+            timed,
         };
         world.start()?;
         Ok(world)
@@ -337,8 +379,13 @@ impl World {
     fn try_start(&mut self) -> Result<(), String> {
         self.store.readback_fails = false; // a new session asks afresh
         let mut cache = CommitCache::load(&self.cache_path).map_err(|e| format!("cache: {e}"))?;
-        let rotation = Rotation { bytes: ROTATE_BYTES, interval: Duration::from_secs(3600) };
-        let mut parts = Partitions::new(&self.dir, DAEMON, 0o640, rotation);
+        let rotation = Rotation {
+            bytes: ROTATE_BYTES,
+            interval: Duration::from_secs(3600),
+            aligned: false,
+            seal_idle_after: None,
+        };
+        let mut parts = Partitions::new(&self.dir, DAEMON, 0o640, rotation, buckets(self.timed));
         let active = self.dir.join(TOPIC).join(active_name(TOPIC, 0));
         let mut passes = Vec::new();
         if active.exists() {
@@ -366,12 +413,15 @@ impl World {
     fn crash(&mut self, survive: u8) -> Result<(), String> {
         let at = self.disk.take_crash();
         // Dropping the writer hands its buffered bytes to the file: unsynced, like the rest.
-        let writer = self.running.take().and_then(|r| r.parts.writer(&key()).map(|w| (w.first, w.next)));
+        let writer = self
+            .running
+            .take()
+            .and_then(|r| r.parts.writer(&key()).map(|w| (w.first, w.next, w.rotated_path(0, 1).ok())));
         let active = self.dir.join(TOPIC).join(active_name(TOPIC, 0));
         if at == "sink::rotate::dirsync" && survive % 2 == 1 {
             // Renamed, the directory not synced: the rename is lost.
-            if let Some((Some(first), Some(next))) = writer {
-                let rotated = self.dir.join(TOPIC).join(rotated_name(TOPIC, 0, first, next - 1));
+            if let Some((Some(first), Some(next), Some(any))) = writer {
+                let rotated = any.with_file_name(rotated_name(TOPIC, 0, first, next - 1));
                 fs::rename(&rotated, &active).map_err(|e| format!("undoing the rename: {e}"))?;
             }
             self.disk.settle();
@@ -409,14 +459,23 @@ impl World {
             }
             Op::Flush => self.with_running(|parts, _, _| parts.flush()),
             Op::Commit => self.with_running(|parts, _, c| parts.commit(c)),
-            Op::Consume(n) => self.with_running(|parts, pos, c| {
-                for _ in 0..*n {
-                    let offset = *pos;
-                    parts.write(c, &key(), offset, line(offset).as_deref())?;
-                    *pos += 1;
-                }
-                Ok(())
-            }),
+            Op::Consume(n) => {
+                let timed = self.timed;
+                self.with_running(|parts, pos, c| {
+                    for _ in 0..*n {
+                        let offset = *pos;
+                        parts.write(
+                            c,
+                            &key(),
+                            offset,
+                            line(offset).as_deref(),
+                            timed.then(|| time(offset)),
+                        )?;
+                        *pos += 1;
+                    }
+                    Ok(())
+                })
+            }
         };
         let survive = match op {
             Op::CrashAt { survive, .. } | Op::Crash { survive } => *survive,
@@ -426,16 +485,29 @@ impl World {
             self.crash(survive)?;
             return self.start();
         }
-        result.map_err(|e| format!("{op:?} failed without a crash: {e}"))
+        match result {
+            // A seal before a later bucket was not committed: the run ends without another
+            // commit (`ends_without_commit`), and the supervisor's restart reconciles.
+            Err(e) if e.starts_with(UNSEALED) => {
+                self.running = None;
+                self.disk.lose_unsynced("", 255)?;
+                self.start()
+            }
+            result => result.map_err(|e| format!("{op:?} failed without a crash: {e}")),
+        }
     }
 
+    /// Errors are `Display`ed; an `Unsealed` one starts with `UNSEALED`.
     fn with_running(
         &mut self,
         f: impl FnOnce(&mut Partitions, &mut i64, &mut Committer<'_>) -> Result<(), super::SinkError>,
     ) -> Result<(), String> {
         let Some(Running { parts, cache, pos }) = self.running.as_mut() else { return Ok(()) };
         let mut committer = Committer { offsets: &mut self.store, cache, stats: &self.stats };
-        f(parts, pos, &mut committer).map_err(|e| e.to_string())
+        f(parts, pos, &mut committer).map_err(|e| match e {
+            super::SinkError::Unsealed { .. } => format!("{UNSEALED}{e}"),
+            e => e.to_string(),
+        })
     }
 
     /// After a (re)start: the files hold exactly the records before the resume offset.
@@ -475,39 +547,61 @@ impl World {
         Ok(())
     }
 
-    /// The rotated files in name (offset) order, each checked against its name's range, then the
-    /// active file. Set-aside files are not part of the archive.
+    /// The rotated files in offset order, from every directory below the sink directory, each
+    /// checked against its name's range (and, timed, its bucket), then the active file. Set-aside
+    /// files are not part of the archive.
     fn archive(&self) -> Result<Vec<u8>, String> {
-        let dir = self.dir.join(TOPIC);
-        let mut names: Vec<String> = match fs::read_dir(&dir) {
-            Ok(entries) => entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-            Err(_) => return Ok(Vec::new()),
-        };
-        names.sort();
-        let active = active_name(TOPIC, 0);
+        let mut rotated: Vec<(i64, i64, PathBuf)> = Vec::new();
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Some((0, first, last)) = super::housekeeping::parse_rotated(TOPIC, &name)
+                    && name.ends_with(".log")
+                {
+                    rotated.push((first, last, path));
+                }
+            }
+        }
+        rotated.sort();
         let mut all = Vec::new();
-        for name in names.iter().filter(|n| **n != active && n.ends_with(".log")) {
-            let range: Vec<i64> = name
-                .trim_start_matches(&format!("{TOPIC}-0-"))
-                .trim_end_matches(".log")
-                .split('-')
-                .map(|n| n.parse().map_err(|e| format!("{name}: {e}")))
-                .collect::<Result<_, _>>()?;
-            let bytes = fs::read(dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let mut last_bucket = String::new();
+        for (first, last, path) in &rotated {
+            let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bucket = path
+                .parent()
+                .and_then(|p| p.strip_prefix(self.dir.join(TOPIC)).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if self.timed {
+                if bucket < last_bucket {
+                    return Err(format!("{} is in bucket {bucket}, before {last_bucket}", path.display()));
+                }
+                last_bucket = bucket.clone();
+            }
             for l in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let offset: i64 =
-                    String::from_utf8_lossy(l)
-                        .split(':')
-                        .next()
-                        .and_then(|o| o.parse().ok())
-                        .ok_or_else(|| format!("{name}: not a record: {}", String::from_utf8_lossy(l)))?;
-                if offset < range[0] || offset > range[1] {
-                    return Err(format!("{name} holds record {offset}"));
+                    String::from_utf8_lossy(l).split(':').next().and_then(|o| o.parse().ok()).ok_or_else(
+                        || format!("{}: not a record: {}", path.display(), String::from_utf8_lossy(l)),
+                    )?;
+                if offset < *first || offset > *last {
+                    return Err(format!("{} holds record {offset}", path.display()));
+                }
+                if self.timed && bucket != expected_bucket(offset) {
+                    return Err(format!(
+                        "{} (bucket {bucket}) holds record {offset}, whose bucket is {}",
+                        path.display(),
+                        expected_bucket(offset)
+                    ));
                 }
             }
             all.extend(bytes);
         }
-        if let Ok(bytes) = fs::read(dir.join(&active)) {
+        if let Ok(bytes) = fs::read(self.dir.join(TOPIC).join(active_name(TOPIC, 0))) {
             all.extend(bytes);
         }
         Ok(all)
@@ -535,8 +629,8 @@ impl World {
 }
 
 /// Runs one sequence; `Err` says what broke, with the sequence.
-fn run(ops: &[Op]) -> Result<(), String> {
-    let mut world = World::new()?;
+fn run(ops: &[Op], timed: bool) -> Result<(), String> {
+    let mut world = World::new(timed)?;
     let mut end = 0;
     for op in ops {
         world.apply(op).map_err(|e| format!("{e}\nafter {op:?} in {ops:?}"))?;
@@ -549,11 +643,11 @@ pub(super) fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn check_model(cases: u32) {
+fn check_model(cases: u32, timed: bool) {
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new(config);
-    let result =
-        runner.run(&proptest::collection::vec(op(), 1..40), |ops| run(&ops).map_err(TestCaseError::fail));
+    let result = runner
+        .run(&proptest::collection::vec(op(), 1..40), |ops| run(&ops, timed).map_err(TestCaseError::fail));
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -562,14 +656,26 @@ fn check_model(cases: u32) {
 /// The fast suite's share (`cargo test --lib`).
 #[test]
 fn the_writer_keeps_every_record_once_across_crashes_and_failed_commits() {
-    check_model(cases(512));
+    check_model(cases(512), false);
+}
+
+/// The same with an hourly layout: seals at every bucket change, late records.
+#[test]
+fn the_timed_writer_keeps_every_record_once_in_increasing_buckets() {
+    check_model(cases(512), true);
 }
 
 /// `scripts/test --long`: many more sequences (PROPTEST_CASES overrides).
 #[test]
 #[ignore = "long: run by scripts/test --long"]
 fn the_writer_keeps_every_record_once_across_crashes_and_failed_commits_long() {
-    check_model(cases(50_000));
+    check_model(cases(50_000), false);
+}
+
+#[test]
+#[ignore = "long: run by scripts/test --long"]
+fn the_timed_writer_keeps_every_record_once_in_increasing_buckets_long() {
+    check_model(cases(20_000), true);
 }
 
 /// The modules this test drives know nothing of Kafka's client library: they are tested
@@ -585,6 +691,8 @@ fn the_code_under_test_does_not_use_the_kafka_client() {
         "sink/offsets.rs",
         "sink/commit.rs",
         "sink/paths.rs",
+        "sink/bucket.rs",
+        "config/layout.rs",
         "sink/model_test.rs",
         "sink/single_model_test.rs",
         "fsutil.rs",

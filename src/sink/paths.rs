@@ -38,6 +38,40 @@ pub fn topic_dir(sink_dir: &Path, topic: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Creates (if needed) and returns `sink_dir/bucket`, a bucket directory of a time layout.
+/// `bucket` may come from commit metadata in Kafka (anyone who can commit for the group can
+/// write it): it must be a relative path of plain names, and once created it must still lie
+/// under `sink_dir` after canonicalisation (a symlink planted on the way is refused).
+pub fn bucket_dir(sink_dir: &Path, bucket: &str) -> io::Result<PathBuf> {
+    let plain = !bucket.is_empty()
+        && bucket.len() <= 512
+        && !bucket.starts_with('/')
+        && !bucket.contains('\0')
+        && bucket.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if !plain {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bucket directory {bucket:?} refused: not a relative path of plain names"),
+        ));
+    }
+    create_dirs(sink_dir)?;
+    let dir = sink_dir.join(bucket);
+    create_dirs(&dir)?;
+    let (base, real) = (sink_dir.canonicalize()?, dir.canonicalize()?);
+    if !real.starts_with(&base) || real == base {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} leads to {}, outside the sink directory {}: refused",
+                dir.display(),
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
 /// `create_dir_all` with the sink's directory mode for what it creates; each directory it
 /// creates is made durable in its parent (fsync), so that a crash cannot lose a directory that
 /// holds committed files.
@@ -75,6 +109,23 @@ mod tests {
         std::fs::create_dir(&elsewhere).expect("mkdir");
         std::os::unix::fs::symlink(&elsewhere, sink.join("planted")).expect("symlink");
         let err = topic_dir(&sink, "planted").expect_err("a symlink out");
+        assert!(err.to_string().contains("outside the sink directory"), "{err}");
+    }
+
+    #[test]
+    fn bucket_directories_from_commit_metadata_stay_inside_the_sink_directory() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let sink = root.path().join("archive");
+        let dir = bucket_dir(&sink, "t/2026/12/03/14").expect("a plain bucket");
+        assert_eq!(dir, sink.join("t/2026/12/03/14"));
+        assert!(dir.is_dir());
+        for bad in ["..", "t/../../x", "/etc", "t//x", "", "t/./x"] {
+            assert!(bucket_dir(&sink, bad).is_err(), "{bad:?} refused");
+        }
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, sink.join("t/2026/12/03/15")).expect("symlink");
+        let err = bucket_dir(&sink, "t/2026/12/03/15").expect_err("a symlink out");
         assert!(err.to_string().contains("outside the sink directory"), "{err}");
     }
 }

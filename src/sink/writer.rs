@@ -1,6 +1,7 @@
 //! One topic-partition's files: the active file `DIR/TOPIC/TOPIC-P.log` (a stable name for
 //! `tail -F`) and rotated files `TOPIC-P-FIRST-LAST.log` (offsets zero-padded to 20 digits, so
-//! that names sort in offset order). Rotated files are never written again.
+//! that names sort in offset order) in the active file's bucket directory (`DIR/TOPIC` in the
+//! default layout; `sink::bucket`). Rotated files are never written again.
 //!
 //! Rotation order (each step safe to crash after; see ARCHITECTURE.md):
 //! 1. fsync the active file; 2. commit its offset and length to Kafka;
@@ -14,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::bucket::Place;
 use super::commit::{Cached, CommitMeta, Committed, Handover, META_VERSION};
 use crate::failpoints;
 use crate::fsutil;
@@ -40,8 +42,20 @@ pub fn rotated_exists(plain: &Path) -> bool {
 pub struct PartitionWriter {
     pub topic: String,
     pub partition: i32,
+    sink_dir: PathBuf,
+    /// The topic directory, where the active file is.
     dir: PathBuf,
     file: Option<BufWriter<File>>,
+    /// The bucket the active file belongs to (`None`: not known yet; its rotated file then goes
+    /// to the topic directory, as in the default layout).
+    pub place: Option<Place>,
+    /// The highest record time (ms) the partition has seen (time layouts).
+    pub hi: Option<i64>,
+    /// When a record last arrived (for `seal_idle_after`).
+    pub last_write: Instant,
+    /// The wall clock's aligned period when the active file was started (`rotate_aligned`
+    /// without a time layout).
+    pub wall_period: Option<i64>,
     /// Offset of the first record in the active file.
     pub first: Option<i64>,
     /// The offset the next record must have (`None`: unknown until the first record, when
@@ -90,8 +104,13 @@ impl PartitionWriter {
         PartitionWriter {
             topic: topic.to_string(),
             partition,
+            sink_dir: sink_dir.to_path_buf(),
             dir: sink_dir.join(topic),
             file: None,
+            place: None,
+            hi: None,
+            last_write: Instant::now(),
+            wall_period: None,
             first: None,
             next: None,
             len: 0,
@@ -109,8 +128,24 @@ impl PartitionWriter {
         self.dir.join(active_name(&self.topic, self.partition))
     }
 
-    fn rotated_path(&self, first: i64, next: i64) -> PathBuf {
-        self.dir.join(rotated_name(&self.topic, self.partition, first, next - 1))
+    /// The directory of bucket `b` (relative to the sink directory; `None`: the topic
+    /// directory), created if needed. `b` may come from Kafka's commit metadata: it is checked
+    /// to stay inside the sink directory.
+    fn bucket_dir(&self, b: Option<&str>) -> io::Result<PathBuf> {
+        match b {
+            None => Ok(self.dir.clone()),
+            Some(b) if b == self.topic => Ok(self.dir.clone()),
+            Some(b) => super::paths::bucket_dir(&self.sink_dir, b),
+        }
+    }
+
+    fn rotated_path_in(&self, b: Option<&str>, first: i64, next: i64) -> io::Result<PathBuf> {
+        Ok(self.bucket_dir(b)?.join(rotated_name(&self.topic, self.partition, first, next - 1)))
+    }
+
+    /// Where the active file goes when it is sealed.
+    pub fn rotated_path(&self, first: i64, next: i64) -> io::Result<PathBuf> {
+        self.rotated_path_in(self.place.as_ref().map(|p| p.dir.as_str()), first, next)
     }
 
     /// Brings the partition's files in line with the committed state and returns the writer
@@ -146,6 +181,10 @@ impl PartitionWriter {
         };
         w.next = Some(c.offset);
         w.committed = Some(c.offset);
+        // The bucket and the highest record time go on from the last commit, whoever made it: a
+        // partition that moves to another daemon mid-hour continues in that hour's bucket.
+        w.place = Some(Place { dir: c.meta.b.clone().unwrap_or_else(|| topic.to_string()), period: None });
+        w.hi = c.meta.hi;
         if c.meta.w == daemon_id && c.meta.f == active_name(topic, partition) {
             w.from = c.meta.from.clone();
             let outcome = w.continue_own(c, active_len)?;
@@ -163,7 +202,10 @@ impl PartitionWriter {
     fn continue_own(&mut self, c: &Committed, active_len: Option<u64>) -> io::Result<Reconciled> {
         let active = self.active_path();
         let (first, len) = (c.meta.first, c.meta.len);
-        let rotated = (first >= 0).then(|| self.rotated_path(first, c.offset));
+        let rotated = match first >= 0 {
+            true => Some(self.rotated_path_in(c.meta.b.as_deref(), first, c.offset)?),
+            false => None,
+        };
         let renamed = rotated.as_deref().is_some_and(rotated_exists);
         // Version 1 metadata does not mark the commit of a rotation: the rotated file's existence
         // does (it is renamed only after that commit, and only a rotation names it).
@@ -175,15 +217,18 @@ impl PartitionWriter {
                     self.discard(&active)?;
                     n
                 }
-                (true, None, _) => {
+                (true, None, rotated) => {
+                    // The crash may have come between the rename and the directories' fsyncs.
+                    if let Some(to) = rotated.as_deref().and_then(Path::parent) {
+                        fsutil::sync_dir(to)?;
+                    }
                     fsutil::sync_dir(&self.dir)?;
                     0
                 }
                 (false, Some(n), Some(rotated)) if n >= len => {
                     // Sealed, not yet renamed: finish the rotation.
                     self.truncate(&active, n, len)?;
-                    fsutil::rename_noreplace(&active, &rotated)?;
-                    fsutil::sync_dir(&self.dir)?;
+                    self.rename_into_bucket(&active, &rotated)?;
                     n - len
                 }
                 (false, _, _) => return self.damaged(active_len),
@@ -245,7 +290,7 @@ impl PartitionWriter {
             self.discard(&active)?;
             return Ok(None);
         };
-        let rotated = self.rotated_path(mine.meta.first, mine.offset);
+        let rotated = self.rotated_path_in(mine.meta.b.as_deref(), mine.meta.first, mine.offset)?;
         if rotated_exists(&rotated) {
             // Our last commit sealed that file and it was renamed: the active file came after.
             self.discard(&active)?;
@@ -256,9 +301,20 @@ impl PartitionWriter {
         }
         self.truncate(&active, n, mine.meta.len)?;
         failpoints::io("sink::reconcile::close-off")?;
-        fsutil::rename_noreplace(&active, &rotated)?;
-        fsutil::sync_dir(&self.dir)?;
+        self.rename_into_bucket(&active, &rotated)?;
         Ok(Some(rotated))
+    }
+
+    /// Renames the active file to its rotated name (never replacing a file) and makes the
+    /// rename durable in both directories when the bucket is another one.
+    fn rename_into_bucket(&self, active: &Path, rotated: &Path) -> io::Result<()> {
+        fsutil::rename_noreplace(active, rotated)?;
+        let to = rotated.parent().unwrap_or(&self.dir);
+        fsutil::sync_dir(to)?;
+        if to != self.dir {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Cuts an uncommitted tail off (`n` bytes long now, `len` committed) and makes it durable.
@@ -315,6 +371,7 @@ impl PartitionWriter {
         self.len += value.len() as u64 + 1;
         self.first.get_or_insert(offset);
         self.next = Some(offset + 1);
+        self.last_write = Instant::now();
         Ok(())
     }
 
@@ -359,7 +416,9 @@ impl PartitionWriter {
             sealed: self.sealing && self.first.is_some(),
             from: self.from.clone(),
             tid: None,
-            b: None,
+            // The topic directory (the default layout) is implied, as in older archives.
+            b: self.place.as_ref().map(|p| p.dir.clone()).filter(|b| *b != self.topic),
+            hi: self.hi,
         }
     }
 
@@ -374,11 +433,15 @@ impl PartitionWriter {
         let (Some(first), Some(next)) = (self.first, self.next) else { return Ok(None) };
         debug_assert!(self.durable_len == self.len && self.committed == self.next);
         self.file = None;
-        let rotated = self.rotated_path(first, next);
+        let rotated = self.rotated_path(first, next)?;
         failpoints::io("sink::rotate::rename")?;
         fsutil::rename_noreplace(&self.active_path(), &rotated)?;
         failpoints::io("sink::rotate::dirsync")?;
-        fsutil::sync_dir(&self.dir)?;
+        let to = rotated.parent().unwrap_or(&self.dir);
+        fsutil::sync_dir(to)?;
+        if to != self.dir {
+            fsutil::sync_dir(&self.dir)?;
+        }
         failpoints::io("sink::rotate::done")?;
         self.first = None;
         self.len = 0;
