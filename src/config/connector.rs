@@ -171,11 +171,11 @@ pub struct SinkConfig {
     /// `dir` only: where rotated files go, a template of `{topic}`, `{partition}` and
     /// `{time:STRFTIME}` of the record time (see `layout::Template`); the active file stays at
     /// `DIR/TOPIC/TOPIC-PARTITION.log`.
-    #[serde(default)]
-    pub layout: Option<String>,
-    /// The time zone of the layout's time fields and of aligned rotation (default UTC).
-    #[serde(default)]
-    pub timezone: Option<String>,
+    #[serde(default = "defaults::layout")]
+    pub layout: String,
+    /// The time zone of the layout's time fields and of aligned rotation.
+    #[serde(default = "defaults::timezone")]
+    pub timezone: String,
     /// `dir` only: a partition caught up (at its last stable offset) that received nothing for
     /// this long has its active file sealed (rotated), so the last records of a quiet hour end in
     /// a final file.
@@ -316,6 +316,12 @@ mod defaults {
     }
     pub fn rotate_interval() -> Duration {
         Duration::from_secs(3600)
+    }
+    pub fn layout() -> String {
+        crate::config::layout::DEFAULT_LAYOUT.to_string()
+    }
+    pub fn timezone() -> String {
+        "UTC".to_string()
     }
     pub fn commit_interval() -> Duration {
         Duration::from_secs(1)
@@ -555,11 +561,8 @@ impl ConnectorConfig {
                 let mut c: SinkConfig =
                     toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
                 c.target = Some(validate_sink(file, text, &c)?);
-                if let Some(layout) = &c.layout {
-                    c.template = Template::parse(layout).map_err(|m| {
-                        ConfigError::at_key(file, text, None, "layout", format!("layout {m}"))
-                    })?;
-                }
+                c.template = Template::parse(&c.layout)
+                    .map_err(|m| ConfigError::at_key(file, text, None, "layout", format!("layout {m}")))?;
                 ConnectorKind::Sink(c)
             }
             Some(other) => {
@@ -798,9 +801,8 @@ fn validate_sink(file: &Path, text: &str, c: &SinkConfig) -> Result<Target, Conf
     if c.rotate_bytes == 0 {
         return Err(ConfigError::at_key(file, text, None, "rotate_bytes", "must be at least 1 byte"));
     }
-    if let Some(tz) = &c.timezone {
-        super::layout::time_zone(tz).map_err(|m| ConfigError::at_key(file, text, None, "timezone", m))?;
-    }
+    super::layout::time_zone(&c.timezone)
+        .map_err(|m| ConfigError::at_key(file, text, None, "timezone", m))?;
     if c.rotate_aligned {
         super::layout::check_aligned_interval(c.rotate_interval)
             .map_err(|m| ConfigError::at_key(file, text, None, "rotate_interval", m))?;
@@ -1092,6 +1094,33 @@ mod tests {
             parse("name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nkeep_files = 3\n")
                 .expect_err("retention");
         assert_eq!((err.line, err.key.as_deref()), (Some(5), Some("keep_files")));
+    }
+
+    #[test]
+    fn archive_layout_keys_are_checked_with_file_line_and_key() {
+        let sink = "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\ndir = \"/d\"\n";
+        let c = parse(&format!(
+            "{sink}layout = \"{{topic}}/{{time:%Y/%m/%d}}\"\ntimezone = \"Europe/Paris\"\nrotate_aligned = true\nseal_idle_after = \"5m\"\n"
+        ))
+        .expect("valid");
+        let ConnectorKind::Sink(s) = &c.kind else { panic!("a sink") };
+        assert!(s.template().has_time());
+        assert_eq!(s.seal_idle_after, Some(Duration::from_secs(300)));
+        for (extra, key, line) in [
+            ("layout = \"{topic}/../x\"\n", "layout", 5),
+            ("layout = \"{hour}\"\n", "layout", 5),
+            ("timezone = \"Mars/Olympus\"\n", "timezone", 5),
+            ("rotate_aligned = true\nrotate_interval = \"7m\"\n", "rotate_interval", 6),
+            ("seal_idle_after = \"10ms\"\n", "seal_idle_after", 5),
+        ] {
+            let err = parse(&format!("{sink}{extra}")).expect_err(extra);
+            assert_eq!((err.line, err.key.as_deref()), (Some(line), Some(key)), "{extra}: {err}");
+        }
+        let err = parse(
+            "name = \"a\"\nkind = \"file-sink\"\ntopics = [\"t\"]\nfile = \"/f\"\nlayout = \"{topic}\"\n",
+        )
+        .expect_err("a single file has no layout");
+        assert_eq!(err.key.as_deref(), Some("layout"));
     }
 
     #[test]

@@ -310,8 +310,8 @@ impl<'a> Sink<'a> {
                     seal_idle_after: self.cfg.seal_idle_after,
                 };
                 // Validated by the config; a time zone database gone since is an error here.
-                let tz = crate::config::layout::time_zone(self.cfg.timezone.as_deref().unwrap_or("UTC"))
-                    .map_err(|why| SinkError::Io {
+                let tz =
+                    crate::config::layout::time_zone(&self.cfg.timezone).map_err(|why| SinkError::Io {
                         path: dir.clone(),
                         source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("timezone: {why}")),
                     })?;

@@ -17,6 +17,7 @@ mod secured;
 mod security;
 mod service;
 mod sink_formats;
+mod sink_layout;
 mod sink_positions;
 mod source_events;
 #[cfg(feature = "failpoints")]

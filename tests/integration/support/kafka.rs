@@ -244,6 +244,33 @@ pub fn produce_records(bootstrap: &str, topic: &str, partition: i32, records: &[
     timestamps
 }
 
+/// Produces `(timestamp ms, value)` records with those producer-set timestamps, acks=all, in
+/// order, to one partition; panics on any failure.
+pub fn produce_at(bootstrap: &str, topic: &str, partition: i32, records: &[(i64, String)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut pending = Vec::new();
+        for (ts, value) in records {
+            let record =
+                FutureRecord::<(), String>::to(topic).partition(partition).timestamp(*ts).payload(value);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        }
+        for (i, delivery) in pending.into_iter().enumerate() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => panic!("record {i} was not acknowledged: {e}"),
+                Err(_) => panic!("record {i}: delivery future cancelled"),
+            }
+        }
+    });
+}
+
 /// Produces one record whose only header has the name `name` as raw bytes (rdkafka's API takes
 /// names as `&str`; any other client may send a name that is not UTF-8).
 pub fn produce_with_raw_header_name(bootstrap: &str, topic: &str, name: &[u8], value: &[u8], payload: &[u8]) {
