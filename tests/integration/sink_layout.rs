@@ -111,7 +111,7 @@ fn records_land_in_their_hours_and_a_late_one_joins_the_active_bucket() {
             .into_iter()
             .filter_map(|(rel, _)| {
                 let name = Path::new(&rel).file_name()?.to_string_lossy().into_owned();
-                name.starts_with(&prefix).then(|| (name, rel))
+                name.starts_with(&prefix).then_some((name, rel))
             })
             .collect();
         files.sort();
