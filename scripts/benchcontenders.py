@@ -367,9 +367,9 @@ def source_toml(name, paths, topic, exactly_once, extra=""):
             f'offsets_topic = "{topic}-offsets"\ntopic = "{topic}"\n{extra}')
 
 
-def sink_toml(name, topic, dir=None, file=None):
+def sink_toml(name, topic, dir=None, file=None, extra=""):
     where = f'dir = "{dir}"' if dir else f'file = "{file}"'
-    return f'name = "{name}"\nkind = "file-sink"\ntopics = ["{topic}"]\n{where}\nformat = "lines"\n'
+    return f'name = "{name}"\nkind = "file-sink"\ntopics = ["{topic}"]\n{where}\nformat = "lines"\n{extra}'
 
 
 class ConnectWorker:
@@ -434,12 +434,13 @@ def sink_result(n, watcher, records, cpu, rss, **extra):
             "bytes": watcher.last, "cpu_s": cpu, "peak_rss_mib": rss, **extra}
 
 
-def sink_macklake(bs, topic, n, size, work, uniq, partitions):
-    """One file-sink (dir, lines) from the beginning of the topic. Throughput until every byte is in
-    the files (readable); also until the group's committed offsets cover the topic (fsynced)."""
+def sink_macklake(bs, topic, n, size, work, uniq, partitions, extra=""):
+    """One file-sink (dir, lines) from the beginning of the topic (`extra`: more sink keys, e.g. a
+    layout). Throughput until every byte is in the files (readable); also until the group's
+    committed offsets cover the topic (fsynced)."""
     out = tempfile.mkdtemp(dir=work, prefix="sink-out.")
     group = f"sink-{uniq}"
-    d = Daemon(work, f"bench-{uniq}", bs, {"sink": sink_toml(group, topic, dir=out)})
+    d = Daemon(work, f"bench-{uniq}", bs, {"sink": sink_toml(group, topic, dir=out, extra=extra)})
     w = ByteWatcher(lambda: tree_bytes(out), n * (size + 1))
     w.start()
     d.start()
