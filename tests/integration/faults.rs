@@ -26,18 +26,43 @@ fn case(failpoint: &str, skip: u32, fault: Fault) {
 /// `case` with other failpoints set too (`also`: `name=spec;...`), for steps reached only after
 /// another fault (a read-back follows a failed commit).
 fn case_with(failpoint: &str, skip: u32, fault: Fault, also: &str) {
+    run_case(failpoint, skip, fault, also, false)
+}
+
+/// `case_with` for a sink with a layout by minute of record time, the records 6 s apart: a seal
+/// (fsync, sealed commit, rename into the minute's directory) every 10 records.
+fn layout_case(failpoint: &str, skip: u32, fault: Fault, also: &str) {
+    run_case(failpoint, skip, fault, also, true)
+}
+
+/// 2026-12-03T10:00:00Z, and the records' timestamps from there, 6 s apart (`layout_case`).
+const T0: i64 = 1_796_292_000_000;
+
+fn produce(bootstrap: &str, topic: &str, from: usize, lines: &[String], timed: bool) {
+    if !timed {
+        return kafka::produce_all(bootstrap, topic, 0, lines);
+    }
+    let records: Vec<(i64, String)> =
+        lines.iter().enumerate().map(|(i, l)| (T0 + (from + i) as i64 * 6_000, l.clone())).collect();
+    kafka::produce_at(bootstrap, topic, 0, &records);
+}
+
+fn run_case(failpoint: &str, skip: u32, fault: Fault, also: &str, timed: bool) {
     let _cluster = support::shared_cluster();
     let bootstrap = support::bootstrap();
     let topic = support::unique("faults");
     kafka::create_topic(&bootstrap, &topic, 1, 3);
     let mut expected = records(0, 600);
-    kafka::produce_all(&bootstrap, &topic, 0, &expected);
+    produce(&bootstrap, &topic, 0, &expected, timed);
     let mut d = Daemon::new(&bootstrap, &support::unique("faults-host"));
+    let layout = if timed { "layout = \"{topic}/{time:%Y/%m/%d/%H/%M}\"\n" } else { "" };
     d.sink(
         &support::unique("faults-sink"),
         &[&topic],
-        "rotate_bytes = \"1KiB\"\ncommit_interval = \"300ms\"\n\
-         [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+        &format!(
+            "{layout}rotate_bytes = \"1KiB\"\ncommit_interval = \"300ms\"\n\
+             [kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n"
+        ),
     );
     let spec = fault.spec(failpoint, skip);
     let spec = if also.is_empty() { spec } else { format!("{also};{spec}") };
@@ -51,7 +76,7 @@ fn case_with(failpoint: &str, skip: u32, fault: Fault, also: &str) {
     d.clear_env();
     d.start();
     let more = records(600, 800);
-    kafka::produce_all(&bootstrap, &topic, 0, &more);
+    produce(&bootstrap, &topic, 600, &more, timed);
     expected.extend(more);
     d.wait_archived(&topic, expected.len(), WAIT);
     std::thread::sleep(Duration::from_millis(1500)); // anything repeated would show by now
@@ -225,6 +250,25 @@ fn the_whole_sink_fault_matrix() {
             case_with(failpoint, *skip, fault, also);
         }
     }
+}
+
+/// The same walk with a layout by minute of record time (issue 17): every step also at seals
+/// into bucket directories.
+#[test]
+#[ignore = "slow: the whole fault matrix (scripts/test --long)"]
+fn the_whole_layout_fault_matrix() {
+    for (failpoint, skip, also) in MATRIX {
+        for fault in [Fault::Crash, Fault::Error] {
+            eprintln!("layout fault matrix: {failpoint} {fault:?} after {skip} {also}");
+            layout_case(failpoint, *skip, fault, also);
+        }
+    }
+}
+
+/// A SIGKILL-like crash between a seal's fsync and its commit, in a time layout.
+#[test]
+fn a_crash_between_a_seal_and_its_commit_in_a_time_layout_loses_and_repeats_nothing() {
+    layout_case("sink::commit::send", 3, Fault::Crash, "");
 }
 
 /// The housekeeping part of the matrix: every compression and retention step × {crash, error}.

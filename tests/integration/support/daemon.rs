@@ -317,19 +317,25 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Lines of every `*.log` file in `dir`, in file-name order.
+/// Lines of every `*.log` file in `dir` and the bucket directories below it (time layouts), in
+/// file-name order: per partition, rotated files by offset range, then the active file.
 pub fn archived_lines(dir: &Path) -> Vec<String> {
-    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect(),
-        Err(_) => return Vec::new(),
-    };
+    let mut files: Vec<(std::ffi::OsString, PathBuf)> = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                files.push((e.file_name(), p));
+            }
+        }
+    }
     files.sort();
     let mut out = Vec::new();
-    for f in files {
+    for (_, f) in files {
         let text = fs::read(&f).unwrap_or_default();
         out.extend(String::from_utf8_lossy(&text).lines().map(str::to_string));
     }
