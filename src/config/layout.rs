@@ -97,6 +97,19 @@ impl Template {
         Ok(t)
     }
 
+    /// True if no time field shows less than a second: two times in the same second always
+    /// expand alike (checked on sample times, whatever the format's spelling of fractions).
+    pub fn whole_seconds(&self) -> bool {
+        [1_796_306_400_000_i64, 1_234_567_890_000].iter().all(|second| {
+            let expand = |ms: i64| {
+                Timestamp::from_millisecond(ms)
+                    .ok()
+                    .and_then(|t| self.expand("t", 0, Some(&t.to_zoned(TimeZone::UTC))).ok())
+            };
+            [1_i64, 499, 999].iter().all(|d| expand(*second) == expand(second + d))
+        })
+    }
+
     /// True if the template has a time field (files are then bucketed by record time).
     pub fn has_time(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Time(_)))
@@ -152,7 +165,7 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
 pub fn check_aligned_interval(interval: Duration) -> Result<(), String> {
     let day = 86_400_000_u128;
     let ms = interval.as_millis();
-    if ms < 1000 || day % ms != 0 {
+    if ms < 1000 || ms % 1000 != 0 || day % ms != 0 {
         return Err(format!(
             "with rotate_aligned = true, rotate_interval must divide a day (1m, 5m, 15m, 1h, 6h, 1d...): {interval:?} does not"
         ));

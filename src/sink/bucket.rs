@@ -40,11 +40,16 @@ pub struct Buckets {
     tz: TimeZone,
     /// `rotate_aligned`: the interval, dividing a day.
     aligned: Option<Duration>,
+    /// The last place computed, by topic, partition and second of record time: records come in
+    /// runs of the same second, and formatting the time for each costs (see `scripts/bench
+    /// --cases layout`). `None` when a time format shows fractions of a second.
+    last: Option<Option<(String, i32, i64, Place)>>,
 }
 
 impl Buckets {
     pub fn new(template: Template, tz: TimeZone, aligned: Option<Duration>) -> Buckets {
-        Buckets { template, tz, aligned }
+        let whole_seconds = template.whole_seconds();
+        Buckets { template, tz, aligned, last: whole_seconds.then_some(None) }
     }
 
     /// Today's layout (`{topic}`), no alignment: what every archive had before layouts.
@@ -71,7 +76,27 @@ impl Buckets {
     }
 
     /// Where a record time (ms since the epoch) puts the active file.
-    pub fn place(&self, topic: &str, partition: i32, ms: i64) -> Result<Place, String> {
+    pub fn place(&mut self, topic: &str, partition: i32, ms: i64) -> Result<Place, String> {
+        if !self.by_record_time() {
+            return self.fixed(topic, partition);
+        }
+        let second = ms.div_euclid(1000);
+        if let Some(Some((t, p, s, place))) = &self.last
+            && *s == second
+            && *p == partition
+            && t == topic
+        {
+            return Ok(place.clone());
+        }
+        let place = self.compute(topic, partition, ms)?;
+        if let Some(last) = self.last.as_mut() {
+            *last = Some((topic.to_string(), partition, second, place.clone()));
+        }
+        Ok(place)
+    }
+
+    /// `place` without the cache (for a one-off, such as reconciliation).
+    pub fn compute(&self, topic: &str, partition: i32, ms: i64) -> Result<Place, String> {
         if !self.by_record_time() {
             return self.fixed(topic, partition);
         }
@@ -91,18 +116,31 @@ impl Buckets {
     /// Judges a record at `ms` against the partition's active `place` and highest time `hi`.
     /// `place: None` (nothing known yet) takes the record's bucket.
     pub fn judge(
-        &self,
+        &mut self,
         (topic, partition): (&str, i32),
         active: Option<&Place>,
         hi: Option<i64>,
         ms: i64,
     ) -> Result<Verdict, String> {
-        let place = self.place(topic, partition, ms)?;
-        match (active, hi) {
-            (Some(active), _) if *active == place => Ok(Verdict::Same),
-            (Some(_), Some(hi)) if ms <= hi => Ok(Verdict::Late),
-            _ => Ok(Verdict::Later(place)),
+        // The common case (the same second as the record before) compares with the cached
+        // place without building one.
+        if let Some(Some((t, p, s, place))) = &self.last
+            && *s == ms.div_euclid(1000)
+            && *p == partition
+            && t == topic
+        {
+            return Ok(verdict(place, active, hi, ms));
         }
+        let place = self.place(topic, partition, ms)?;
+        Ok(verdict(&place, active, hi, ms))
+    }
+}
+
+fn verdict(place: &Place, active: Option<&Place>, hi: Option<i64>, ms: i64) -> Verdict {
+    match (active, hi) {
+        (Some(active), _) if active == place => Verdict::Same,
+        (Some(_), Some(hi)) if ms <= hi => Verdict::Late,
+        _ => Verdict::Later(place.clone()),
     }
 }
 
@@ -119,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_later_hour_starts_a_bucket_an_earlier_one_is_late() {
-        let b = hourly();
+        let mut b = hourly();
         let tp = ("t", 0);
         let Verdict::Later(first) = b.judge(tp, None, None, H14 + 5).expect("judged") else {
             panic!("nothing known: the record's bucket")
@@ -136,7 +174,7 @@ mod tests {
 
     #[test]
     fn aligned_periods_split_a_bucket() {
-        let b = Buckets::new(
+        let mut b = Buckets::new(
             Template::parse("{topic}/{time:%Y-%m-%d}").expect("parses"),
             TimeZone::UTC,
             Some(Duration::from_secs(3600)),
@@ -151,11 +189,25 @@ mod tests {
 
     #[test]
     fn the_plain_layout_has_one_bucket_and_a_wall_clock_only_when_aligned() {
-        let b = Buckets::plain();
+        let mut b = Buckets::plain();
         assert!(!b.by_record_time());
         assert_eq!(b.place("t", 1, H14).expect("placed"), Place { dir: "t".into(), period: None });
         assert_eq!(b.wall_period(SystemTime::now()), None);
         let aligned = Buckets::new(Template::default(), TimeZone::UTC, Some(Duration::from_secs(60)));
         assert!(aligned.wall_period(SystemTime::now()).is_some());
+    }
+
+    #[test]
+    fn the_cached_place_is_the_computed_one() {
+        let mut cached = hourly();
+        let fresh = |ms| hourly().place("t", 0, ms).expect("placed");
+        for ms in [H14, H14 + 999, H14 + 1000, H14 - 1, H14 + HOUR - 1, H14 + HOUR, H14 + HOUR] {
+            assert_eq!(cached.place("t", 0, ms).expect("placed"), fresh(ms), "{ms}");
+            assert_eq!(cached.place("u", 1, ms).expect("placed").dir, fresh(ms).dir.replacen("t/", "u/", 1));
+        }
+        let fractions = Template::parse("{time:%H/%M/%S.%3f}").expect("parses");
+        assert!(!fractions.whole_seconds());
+        let mut b = Buckets::new(fractions, TimeZone::UTC, None);
+        assert_ne!(b.place("t", 0, H14).expect("placed"), b.place("t", 0, H14 + 1).expect("placed"));
     }
 }

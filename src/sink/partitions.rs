@@ -101,7 +101,7 @@ impl Partitions {
         writer.next = resume;
         // The aligned period of the active bucket follows from the highest record time.
         if let (Some(place), Some(hi)) = (writer.place.as_mut(), writer.hi)
-            && let Ok(at_hi) = self.buckets.place(topic, partition, hi)
+            && let Ok(at_hi) = self.buckets.compute(topic, partition, hi)
         {
             place.period = at_hi.period;
         }
